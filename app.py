@@ -1,0 +1,75 @@
+"""Home: what the app is, and what the server has right now (data, model, device, training)."""
+
+import datetime
+
+import streamlit as st
+
+import ui
+from mnist_core.devices import training_device
+
+ui.page_setup("Home", "✍️")
+
+st.title("✍️ MNIST classroom")
+st.markdown(
+    "The *Hello World* of deep learning, interactive: look at the 70,000 handwritten digits "
+    "of MNIST, train the workshop notebook's neural network live and watch it learn, then "
+    "draw your own digits and see what it thinks they are."
+)
+
+data = ui.dataset()
+scan = ui.scan()
+run = ui.current_run()
+snap = ui.job_manager().snapshot()
+
+col_data, col_model, col_device = st.columns(3)
+with col_data:
+    st.subheader("Dataset")
+    st.metric("Images", f"{len(data.x_train):,} + {len(data.x_valid):,}",
+              help="x_train (training) + x_valid (validation)")
+    st.markdown(
+        f"`x_train` {data.x_train.shape} `{data.x_train.dtype}`, "
+        f"values {data.x_train.min()}-{data.x_train.max()}  \n"
+        f"`x_valid` {data.x_valid.shape}  \nfrom `{data.source}`"
+    )
+with col_model:
+    st.subheader("Current model")
+    if run is None:
+        st.metric("Validation accuracy", "no model yet")
+        st.markdown("Train one on the **Train** page (about ten seconds).")
+    else:
+        finished = datetime.datetime.fromtimestamp(run.record["finished"])
+        st.metric("Validation accuracy", f"{run.val_accuracy:.2%}")
+        st.markdown(
+            f"`{run.config.model}`, {run.record['epochs_completed']} epochs, "
+            f"batch {run.config.batch_size}  \ntrained {finished:%Y-%m-%d %H:%M} "
+            f"on {run.record['device']}  \nrun `{run.run_id}`"
+        )
+with col_device:
+    st.subheader("Training device")
+    device = training_device()
+    st.metric("Trains on", device.split(":")[0])
+    st.markdown(device.split(":", 1)[1].strip())
+
+if snap.active:
+    st.info(
+        f"**A training is running** ({snap.config.model}, epoch {snap.epoch}/"
+        f"{snap.config.epochs}, {snap.progress:.0%}). Everyone can watch it live on the "
+        "Train page."
+    )
+    st.progress(snap.progress)
+
+st.divider()
+st.subheader("Pages")
+links = st.columns(3)
+links[0].page_link("pages/1_Explore.py", label="**Explore** the dataset", icon="🔍")
+links[1].page_link("pages/2_Train.py", label="**Train** a model, live", icon="📈")
+links[2].page_link("pages/3_Draw.py", label="**Draw** a digit and classify it", icon="✏️")
+links[0].caption("Shapes, pixel values, 40-sample grids, the notebook's preparation steps.")
+links[1].caption("The notebook's network (or a CNN), live loss and accuracy, mistakes, history.")
+links[2].caption("Your drawing, turned into an MNIST image step by step, and the prediction.")
+ui.show_skipped(scan)
+
+st.caption(
+    "MNIST by Yann LeCun, Corinna Cortes and Christopher J.C. Burges, CC BY-SA 3.0. "
+    "Shipped with the app, so it works offline."
+)

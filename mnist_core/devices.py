@@ -1,0 +1,51 @@
+"""What will train, told without importing TensorFlow (the app's server must not load it)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_has_bf16() -> bool:
+    """Native bfloat16 matrix instructions (AVX-512 BF16 or AMX), where mixed precision pays."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@functools.lru_cache(maxsize=1)
+def gpu_names() -> tuple[str, ...]:
+    """NVIDIA GPUs as `nvidia-smi -L` lists them; () when there is no driver."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return ()
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    return tuple(line.split(":", 1)[1].split("(")[0].strip()
+                 for line in out.splitlines() if line.startswith("GPU "))
+
+
+def training_device() -> str:
+    """'GPU: NVIDIA A100' or 'CPU: AMD EPYC (2 cores)': where the next training will run."""
+    gpus = gpu_names()
+    if gpus:
+        return "GPU: " + ", ".join(gpus)
+    return f"CPU: {cpu_name()} ({os.cpu_count()} cores)"

@@ -1,0 +1,175 @@
+"""Pictures for the pages: matplotlib `Figure`s (no pyplot globals) and Altair charts."""
+
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from mnist_core.data import NUM_CLASSES
+
+SMOOTHING = 0.6  # exponential moving average weight for the per-batch curves
+
+
+def image_figure(image: np.ndarray, title: str = "", size: float = 3.0) -> Figure:
+    """One 28x28 digit in grayscale, as the notebook's `plt.imshow(image, cmap='gray')`."""
+    fig = Figure(figsize=(size, size))
+    ax = fig.add_subplot()
+    ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+    ax.set_title(title)
+    ax.set_xticks([0, 7, 14, 21, 27])
+    ax.set_yticks([0, 7, 14, 21, 27])
+    fig.tight_layout()
+    return fig
+
+
+def pixel_values_figure(image: np.ndarray, size: float = 9.0) -> Figure:
+    """The 28x28 pixel values written on a heatmap of the same values."""
+    fig = Figure(figsize=(size, size))
+    ax = fig.add_subplot()
+    ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+    for (row, col), value in np.ndenumerate(image):
+        if value:
+            ax.text(col, row, str(value), ha="center", va="center", fontsize=5.5,
+                    color="black" if value > 127 else "white")
+    ax.set_xticks(range(0, 28, 3))
+    ax.set_yticks(range(0, 28, 3))
+    fig.tight_layout()
+    return fig
+
+
+def grid_figure(images: np.ndarray, titles: list[str], cols: int = 10,
+                title_colors: list[str] | None = None) -> Figure:
+    """A grid of small digits, each with a title (its label, or true/predicted)."""
+    rows = max(1, -(-len(images) // cols))
+    fig = Figure(figsize=(cols * 1.0, rows * 1.15))
+    for i, image in enumerate(images):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+        color = title_colors[i] if title_colors else "black"
+        ax.set_title(titles[i], fontsize=9, color=color, pad=2)
+        ax.axis("off")
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.93, bottom=0.01, wspace=0.1, hspace=0.35)
+    return fig
+
+
+def confusion_figure(matrix: list[list[int]] | np.ndarray, title: str = "") -> Figure:
+    """Rows are true digits, columns predicted; counts written in each cell."""
+    matrix = np.asarray(matrix)
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.add_subplot()
+    # Log scale so the few mistakes show next to ~1000 correct per digit.
+    ax.imshow(np.log1p(matrix), cmap="Blues")
+    for (row, col), value in np.ndenumerate(matrix):
+        if value:
+            ax.text(col, row, str(value), ha="center", va="center", fontsize=7,
+                    color="white" if row == col else "black")
+    ax.set_xticks(range(NUM_CLASSES))
+    ax.set_yticks(range(NUM_CLASSES))
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def label_distribution_chart(y_train: np.ndarray, y_valid: np.ndarray) -> alt.Chart:
+    """How many images of each digit the two splits hold."""
+    frame = pd.DataFrame([
+        {"digit": str(digit), "split": split, "images": int(count)}
+        for split, labels in (("y_train", y_train), ("y_valid", y_valid))
+        for digit, count in enumerate(np.bincount(labels, minlength=NUM_CLASSES))
+    ])
+    return alt.Chart(frame).mark_bar().encode(
+        x=alt.X("digit:N", title="digit"),
+        xOffset="split:N",
+        y=alt.Y("images:Q", title="images"),
+        color=alt.Color("split:N", title=None),
+        tooltip=["split", "digit", "images"],
+    ).properties(height=260)
+
+
+def smooth(values, weight: float = SMOOTHING) -> list[float]:
+    """Exponential moving average, as TensorBoard smooths noisy training curves."""
+    out, last = [], None
+    for value in values:
+        last = value if last is None else weight * last + (1 - weight) * value
+        out.append(last)
+    return out
+
+
+def batch_curves_chart(steps, loss, accuracy, steps_per_epoch: int) -> alt.Chart:
+    """Loss and accuracy per batch (smoothed), x in epochs, side by side."""
+    epochs = [step / steps_per_epoch for step in steps]
+    frame = pd.DataFrame({
+        "epoch": epochs * 2,
+        "value": smooth(loss) + smooth(accuracy),
+        "metric": ["loss"] * len(epochs) + ["accuracy"] * len(epochs),
+    })
+    return alt.Chart(frame).mark_line().encode(
+        x=alt.X("epoch:Q", title="epoch"),
+        y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+        color=alt.Color("metric:N", legend=None),
+    ).properties(height=220, width=300).facet(
+        column=alt.Column("metric:N", title=None, sort=["loss", "accuracy"])
+    ).resolve_scale(y="independent")
+
+
+def epoch_curves_chart(history: list[dict]) -> alt.Chart:
+    """Per-epoch train vs validation loss and accuracy."""
+    rows = []
+    for event in history:
+        for metric in ("loss", "accuracy"):
+            for split, key in (("train", metric), ("validation", f"val_{metric}")):
+                if key in event:
+                    rows.append({"epoch": event["epoch"] + 1, "metric": metric,
+                                 "split": split, "value": event[key]})
+    frame = pd.DataFrame(rows, columns=["epoch", "metric", "split", "value"])
+    return alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
+        y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+        color=alt.Color("split:N", title=None),
+        tooltip=["epoch", "split", "metric", alt.Tooltip("value:Q", format=".4f")],
+    ).properties(height=220, width=300).facet(
+        column=alt.Column("metric:N", title=None, sort=["loss", "accuracy"])
+    ).resolve_scale(y="independent")
+
+
+def compare_runs_chart(runs: list[tuple[str, list[dict]]], metric: str) -> alt.Chart:
+    """One line per run of `metric` per epoch (`val_accuracy`, `loss`, ...)."""
+    rows = [
+        {"run": label, "epoch": i + 1, metric: value}
+        for label, values in runs
+        for i, value in enumerate(values)
+    ]
+    frame = pd.DataFrame(rows, columns=["run", "epoch", metric])
+    return alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)),
+        y=alt.Y(f"{metric}:Q", scale=alt.Scale(zero=False)),
+        color=alt.Color("run:N", legend=alt.Legend(orient="bottom", columns=1, labelLimit=500)),
+        tooltip=["run", "epoch", alt.Tooltip(f"{metric}:Q", format=".4f")],
+    ).properties(height=300)
+
+
+def probabilities_chart(probabilities: np.ndarray) -> alt.Chart:
+    """A bar per digit; the predicted one highlighted."""
+    top = int(np.argmax(probabilities))
+    frame = pd.DataFrame({
+        "digit": [str(d) for d in range(NUM_CLASSES)],
+        "probability": [float(p) for p in probabilities],
+        "predicted": [d == top for d in range(NUM_CLASSES)],
+    })
+    return alt.Chart(frame).mark_bar().encode(
+        x=alt.X("digit:N", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1])),
+        color=alt.condition("datum.predicted", alt.value("#e4572e"), alt.value("#4c78a8")),
+        tooltip=["digit", alt.Tooltip("probability:Q", format=".2%")],
+    ).properties(height=220)
+
+
+def upscale(image: np.ndarray, size: int = 112) -> np.ndarray:
+    """Nearest-neighbour enlargement so each pixel of a small image stays a crisp square."""
+    height, width = image.shape[:2]
+    factor = max(1, size // max(height, width))
+    return np.kron(image, np.ones((factor, factor), dtype=image.dtype))

@@ -1,0 +1,108 @@
+"""Explore: the notebook's data cells, interactive."""
+
+import numpy as np
+import streamlit as st
+
+import ui
+from mnist_core import plots
+from mnist_core.data import categorize, flatten, normalize
+
+GRID_SIZE = 40
+
+ui.page_setup("Explore", "🔍")
+st.title("🔍 Explore the MNIST data")
+data = ui.dataset()
+splits = {"x_train": (data.x_train, data.y_train), "x_valid": (data.x_valid, data.y_valid)}
+
+
+@st.cache_data(show_spinner=False)
+def image_png(split: str, index: int) -> bytes:
+    x, y = splits[split]
+    label = "y_train" if split == "x_train" else "y_valid"
+    return ui.png(plots.image_figure(x[index], f"{split}[{index}], {label}[{index}] = {y[index]}"))
+
+
+@st.cache_data(show_spinner=False)
+def pixels_png(split: str, index: int) -> bytes:
+    return ui.png(plots.pixel_values_figure(splits[split][0][index]), dpi=110)
+
+
+@st.cache_data(show_spinner=False)
+def grid_png(split: str, indices: tuple[int, ...]) -> bytes:
+    x, y = splits[split]
+    return ui.png(plots.grid_figure(x[list(indices)], [str(y[i]) for i in indices]), dpi=90)
+
+
+st.header("The data, as the notebook loads it")
+st.code("(x_train, y_train), (x_valid, y_valid) = mnist.load_data()", language="python")
+cells = st.columns(5)
+cells[0].metric("x_train.shape", str(data.x_train.shape))
+cells[1].metric("x_valid.shape", str(data.x_valid.shape))
+cells[2].metric("x_train.dtype", str(data.x_train.dtype))
+cells[3].metric("x_train.min()", int(data.x_train.min()))
+cells[4].metric("x_train.max()", int(data.x_train.max()))
+st.caption(f"Loaded from `{data.source}`.")
+
+st.header("One image")
+pick = st.columns([1, 1, 2])
+st.session_state.setdefault("explore_split", "x_train")
+split = pick[0].radio("Split", list(splits), key="explore_split", horizontal=True)
+x, y = splits[split]
+label_name = "y_train" if split == "x_train" else "y_valid"
+index = pick[1].number_input("Index", min_value=0, max_value=len(x) - 1, value=0, step=1,
+                             key="explore_index")
+image = x[index]
+left, right = st.columns([1, 2])
+with left:
+    st.image(image_png(split, index), caption="plt.imshow(image, cmap='gray')")
+    st.metric(f"{label_name}[{index}]", int(y[index]))
+with right:
+    with st.expander(f"`{split}[{index}]`: the 28x28 pixel values", expanded=False):
+        st.image(pixels_png(split, index))
+
+st.header("Preparing it for training")
+flat = flatten(image[None])[0]
+normalized = normalize(flat[None])[0]
+one_hot = categorize(np.array([y[index]]))[0]
+steps = st.columns(3)
+with steps[0]:
+    st.markdown("**1. Flatten** `reshape(60000, 784)`")
+    st.caption(f"shape {flat.shape}, dtype {flat.dtype}: one row of 784 pixels")
+    st.image(plots.upscale(flat[None].repeat(20, axis=0), 784), clamp=True,
+             caption="the 784 pixels in a row")
+    st.code(np.array2string(flat[150:170], separator=", "), language=None)
+    st.caption("values 150-169 of the 784")
+with steps[1]:
+    st.markdown("**2. Normalize** `x / 255`")
+    st.caption(f"dtype {normalized.dtype}, min {normalized.min():.1f}, max {normalized.max():.1f}")
+    st.code(np.array2string(normalized[150:170], precision=2, separator=", "), language=None)
+    st.caption("the same 20 values, now between 0 and 1")
+with steps[2]:
+    st.markdown("**3. Categorize** `to_categorical(y, 10)`")
+    st.caption(f"label {y[index]} becomes a one-hot vector of 10")
+    st.dataframe(
+        {"digit": list(range(10)), "one-hot": one_hot.astype(int).tolist()},
+        hide_index=True, height=390,
+    )
+
+st.header("Samples")
+controls = st.columns([1, 1, 1, 1])
+digit = controls[0].selectbox("Digit", ["all", *range(10)], key="explore_digit")
+pool = np.arange(len(x)) if digit == "all" else np.flatnonzero(y == digit)
+pages = -(-len(pool) // GRID_SIZE)
+st.session_state.setdefault("explore_page", 0)
+if controls[1].button("◀ Previous", use_container_width=True):
+    st.session_state.explore_page = (st.session_state.explore_page - 1) % pages
+if controls[2].button("Next ▶", use_container_width=True):
+    st.session_state.explore_page = (st.session_state.explore_page + 1) % pages
+if controls[3].button("🎲 Random", use_container_width=True):
+    st.session_state.explore_page = int(np.random.default_rng().integers(pages))
+page = st.session_state.explore_page % pages
+shown = tuple(int(i) for i in pool[page * GRID_SIZE:(page + 1) * GRID_SIZE])
+st.caption(f"{split} images {shown[0]}-{shown[-1]} · page {page + 1} of {pages} · "
+           f"{len(pool):,} images{'' if digit == 'all' else f' of the digit {digit}'}")
+st.image(grid_png(split, shown))
+
+st.header("How many of each digit")
+st.altair_chart(plots.label_distribution_chart(data.y_train, data.y_valid),
+                use_container_width=True)

@@ -1,0 +1,217 @@
+"""Train: choose settings, start, watch live, inspect the result, compare runs."""
+
+import pandas as pd
+import streamlit as st
+
+import ui
+from mnist_core import plots
+from mnist_core.config import BOUNDS, MODEL_LABELS, MODELS, OPTIMIZERS, PRECISIONS, TrainConfig
+from mnist_core.devices import training_device
+from mnist_core.jobs import JobRefused
+from mnist_core.models import count_params, keras_code, summary
+
+GALLERY_SIZE = 30
+BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
+
+ui.page_setup("Train", "📈")
+st.title("📈 Train a model")
+data = ui.dataset()
+manager = ui.job_manager()
+
+defaults = TrainConfig()
+for name, value in defaults.to_dict().items():
+    st.session_state.setdefault(f"train_{name}", value)
+
+
+def bounds_help(name: str) -> str:
+    low, high = BOUNDS[name]
+    return f"{low} to {high}"
+
+
+settings, about = st.columns([1, 1], gap="large")
+with settings:
+    st.subheader("Settings")
+    if st.button("Use the notebook's settings (batch 32, RMSprop)",
+                 help="The workshop notebook's exact fit: slower, same network"):
+        for name, value in TrainConfig.notebook().to_dict().items():
+            st.session_state[f"train_{name}"] = value
+    model = st.selectbox("Model", MODELS, key="train_model", format_func=MODEL_LABELS.get)
+    left, right = st.columns(2)
+    epochs = left.slider("Epochs", *BOUNDS["epochs"], key="train_epochs",
+                         help=bounds_help("epochs"))
+    batch_size = right.select_slider("Batch size", BATCH_SIZES, key="train_batch_size",
+                                     help="images per training step; " + bounds_help("batch_size"))
+    optimizer = left.selectbox("Optimizer", OPTIMIZERS, key="train_optimizer")
+    learning_rate = right.number_input(
+        "Learning rate", *BOUNDS["learning_rate"], key="train_learning_rate", format="%.5f",
+        step=0.0005, help=bounds_help("learning_rate"))
+    train_size = left.number_input("Training images", *BOUNDS["train_size"], step=1000,
+                                   key="train_train_size", help=bounds_help("train_size"))
+    seed = right.number_input("Seed", *BOUNDS["seed"], key="train_seed")
+    precision = left.selectbox("Precision", PRECISIONS, key="train_precision",
+                               help="auto = bfloat16 mixed precision where the CPU supports it")
+    lr_schedule = right.checkbox("Warm-up + cosine LR schedule", key="train_lr_schedule")
+    validation = right.checkbox("Validate every epoch", key="train_validation")
+
+try:
+    config = TrainConfig(model=model, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                         learning_rate=learning_rate, lr_schedule=lr_schedule,
+                         validation=validation, train_size=train_size, seed=seed,
+                         precision=precision)
+except ValueError as exc:  # the widgets' bounds are the config's, so this is a safety net
+    st.error(str(exc))
+    st.stop()
+
+with about:
+    st.subheader("The model")
+    st.caption(f"Will train on **{training_device()}**")
+    st.dataframe(
+        pd.DataFrame([{**row, "output_shape": str(row["output_shape"])}
+                      for row in summary(model)]),
+        hide_index=True, use_container_width=True,
+    )
+    st.markdown(f"Total parameters: **{count_params(model):,}**")
+    with st.expander("Show code: the same training in plain Keras"):
+        st.code(keras_code(config), language="python")
+
+buttons = st.columns([1, 1, 3])
+if buttons[0].button("▶ Start training", type="primary", use_container_width=True):
+    try:
+        manager.start(config)
+        st.toast("Training started")
+    except JobRefused as exc:
+        st.warning(str(exc))
+if buttons[1].button("■ Stop", use_container_width=True):
+    if not manager.stop():
+        st.info("No training is running.")
+
+
+def render_live(snap) -> None:
+    if snap.state == "idle":
+        st.info("No training yet on this server. Press **Start training**.")
+        return
+    c = snap.config
+    status = {
+        "starting": "Starting TensorFlow in the training process...",
+        "running": f"Training {c.model}: epoch {snap.epoch}/{c.epochs}",
+        "stopping": "Stopping after the current batch...",
+    }.get(snap.state, snap.message or snap.state)
+    st.progress(snap.progress, text=status)
+    cols = st.columns(5)
+    cols[0].metric("Epoch", f"{snap.epoch}/{c.epochs}")
+    cols[1].metric("Samples/s", f"{snap.samples_per_second:,.0f}"
+                   if snap.samples_per_second else "-")
+    cols[2].metric("Elapsed", ui.format_seconds(snap.elapsed))
+    cols[3].metric("ETA", ui.format_seconds(snap.eta) if snap.active else "done")
+    cols[4].metric("Device", snap.device_kind or "-", help=snap.device)
+    if snap.error:
+        st.error(f"**{snap.message or 'Training failed.'}**")
+        st.code(snap.error, language=None)
+    elif snap.state in ("finished", "stopped") and snap.message:
+        st.success(snap.message)
+    if snap.steps:
+        st.markdown("**Per batch** (smoothed; Keras reports the epoch's running mean)")
+        st.altair_chart(plots.batch_curves_chart(snap.steps, snap.batch_loss,
+                                                 snap.batch_accuracy, snap.steps_per_epoch))
+    if snap.history:
+        st.markdown("**Per epoch**: training vs validation")
+        st.altair_chart(plots.epoch_curves_chart(list(snap.history)))
+
+
+st.session_state.setdefault("train_seen_active", False)
+
+
+@st.fragment(run_every=1.0)
+def live_panel() -> None:
+    snap = manager.snapshot()
+    render_live(snap)
+    # When a training ends, rerun the whole page once so results and history update.
+    if snap.active:
+        st.session_state.train_seen_active = True
+    elif st.session_state.train_seen_active:
+        st.session_state.train_seen_active = False
+        st.rerun()
+
+
+st.header("Live training")
+live_panel()
+
+scan = ui.scan()
+ui.show_skipped(scan)
+usable = scan.usable
+st.header("Results")
+if not usable:
+    st.info("Results appear here when a training has finished.")
+    st.stop()
+
+by_id = {run.run_id: run for run in usable}
+latest = usable[0]
+chosen = st.selectbox("Run", list(by_id), format_func=lambda r: by_id[r].label(),
+                      key="train_result_run")
+run = by_id.get(chosen, latest)
+record = run.record
+evaluation = record["evaluation"]
+cols = st.columns(4)
+cols[0].metric("Validation accuracy", f"{evaluation['accuracy']:.2%}")
+cols[1].metric("Mistakes", f"{len(evaluation['misclassified'])} of {len(data.y_valid):,}")
+cols[2].metric("Training time", ui.format_seconds(record["fit_seconds"]))
+cols[3].metric("Trained on", record["device_kind"], help=record["device"])
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Confusion matrix")
+    st.image(ui.png(plots.confusion_figure(evaluation["confusion_matrix"])))
+with right:
+    st.subheader("Accuracy per digit")
+    st.bar_chart(pd.DataFrame({"digit": [str(d) for d in range(10)],
+                               "accuracy": evaluation["per_class_accuracy"]}),
+                 x="digit", y="accuracy")
+
+st.subheader("Mistakes it was most sure about")
+wrong = evaluation["misclassified"][:GALLERY_SIZE]
+if wrong:
+    st.image(ui.png(plots.grid_figure(
+        data.x_valid[[m["index"] for m in wrong]],
+        [f"{m['true']}→{m['predicted']} {m['confidence']:.0%}" for m in wrong],
+        title_colors=["#c0392b"] * len(wrong),
+    ), dpi=90), caption="x_valid images: true digit → predicted digit, confidence")
+
+st.header("All runs")
+table = pd.DataFrame([
+    {
+        "run": r.run_id, "status": r.status, "model": r.config.model,
+        "epochs": r.record["epochs_completed"], "batch": r.config.batch_size,
+        "optimizer": r.config.optimizer, "learning rate": r.config.learning_rate,
+        "images": r.config.train_size, "val accuracy": r.val_accuracy,
+        "seconds": round(r.record["fit_seconds"], 1), "device": r.record["device_kind"],
+    }
+    for r in usable
+])
+st.dataframe(table, hide_index=True, use_container_width=True,
+             column_config={"val accuracy": st.column_config.NumberColumn(format="%.4f")})
+others = [r for r in scan.runs if not r.usable]
+if others:
+    with st.expander(f"{len(others)} run(s) without a model"):
+        for r in others:
+            st.markdown(f"- `{r.run_id}` **{r.status}**: {r.error or ''}")
+
+compare = st.multiselect("Compare runs", list(by_id), default=list(by_id)[:2],
+                         format_func=lambda r: by_id[r].label(), key="train_compare")
+metric = st.radio("Metric", ["val_accuracy", "val_loss", "accuracy", "loss"], horizontal=True,
+                  key="train_compare_metric")
+series = [(by_id[r].label(), by_id[r].record["history"].get(metric, [])) for r in compare]
+if compare:
+    st.altair_chart(plots.compare_runs_chart(series, metric), use_container_width=True)
+
+current = ui.current_run()
+st.subheader("The model the Draw page uses")
+pick = st.selectbox("Model for Draw", list(by_id), format_func=lambda r: by_id[r].label(),
+                    index=list(by_id).index(current.run_id) if current else 0,
+                    key="train_draw_model")
+if current is None or pick != current.run_id:
+    if st.button("Use this model on the Draw page"):
+        ui.store().choose(pick)
+        ui.scan.clear()
+        st.rerun()
+else:
+    st.caption("Every visitor's Draw page uses this run. A newer finished training replaces it.")

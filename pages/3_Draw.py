@@ -1,0 +1,115 @@
+"""Draw: a digit on a canvas, made into an MNIST image step by step, and classified."""
+
+import numpy as np
+import streamlit as st
+
+import ui
+from mnist_core import plots
+from mnist_core.config import TrainConfig
+from mnist_core.data import flatten, normalize
+from mnist_core.jobs import JobRefused
+from mnist_core.preprocess import EmptyDrawing, mnist_steps, naive_downscale
+
+CANVAS_SIZE = 280
+
+ui.page_setup("Draw", "✏️")
+st.title("✏️ Draw a digit")
+
+manager = ui.job_manager()
+run = ui.current_run()
+if run is None:
+    snap = manager.snapshot()
+    st.warning("**There is no trained model yet**, so there is nothing to classify with.")
+    if snap.active:
+        st.progress(snap.progress, text=f"A training is running ({snap.progress:.0%})...")
+        st.caption("This page will use the model as soon as it is saved.")
+        st.button("Refresh")
+    else:
+        st.markdown("Train the notebook's network now: it takes about ten seconds on this "
+                    "server's CPU, a few seconds on a GPU.")
+        if st.button("Train the default model", type="primary"):
+            try:
+                manager.start(TrainConfig())
+            except JobRefused as exc:
+                st.warning(str(exc))
+            with st.spinner("Training the default model..."):
+                snap = manager.wait()
+            ui.scan.clear()
+            if snap.state == "finished":
+                st.rerun()
+            st.error(snap.error or snap.message or "The training did not finish.")
+    st.stop()
+
+classifier = ui.classifier_or_error(run)
+st.caption(f"Model: {run.label()} · change it on the Train page")
+
+from streamlit_drawable_canvas import st_canvas  # noqa: E402  (needs a running Streamlit)
+
+st.session_state.setdefault("draw_stroke_width", 20)
+st.session_state.setdefault("draw_show_naive", False)
+left, right = st.columns([1, 1], gap="large")
+with left:
+    st.slider("Stroke width", 5, 40, key="draw_stroke_width")
+    canvas = st_canvas(
+        stroke_width=st.session_state.draw_stroke_width,
+        stroke_color="#FFFFFF",
+        background_color="#000000",
+        width=CANVAS_SIZE,
+        height=CANVAS_SIZE,
+        drawing_mode="freedraw",
+        return_image_data=True,
+        key="draw_canvas",
+    )
+    st.caption("White on black, like MNIST. Undo and clear are in the canvas toolbar.")
+    st.toggle("Compare with a naive downscale of the whole canvas", key="draw_show_naive")
+
+drawing = canvas.image_data
+try:
+    if drawing is None:
+        raise EmptyDrawing
+    steps = mnist_steps(drawing)
+except EmptyDrawing:
+    with right:
+        st.info("Draw a digit on the canvas: the prediction appears when you lift the mouse.")
+    st.stop()
+
+if classifier is None:
+    st.stop()
+probabilities = classifier.predict_proba(steps.x)[0]
+digit = int(np.argmax(probabilities))
+with right:
+    st.metric("Prediction", digit, help="the digit with the highest probability")
+    st.caption(f"confidence {probabilities[digit]:.1%}")
+    st.altair_chart(plots.probabilities_chart(probabilities), use_container_width=True)
+
+st.subheader("From your drawing to what the model sees")
+cols = st.columns(7)
+shown = [
+    (steps.grayscale, f"1. grayscale {steps.grayscale.shape[1]}x{steps.grayscale.shape[0]}"),
+    (steps.cropped, f"2. cropped to the ink {steps.cropped.shape[1]}x{steps.cropped.shape[0]}"),
+    (steps.fitted, f"3. fitted into 20x20: {steps.fitted.shape[1]}x{steps.fitted.shape[0]}"),
+    (steps.centered, "4. centred by mass in 28x28"),
+]
+for col, (image, caption) in zip(cols[:4], shown, strict=True):
+    col.image(plots.upscale(image, 112), caption=caption, clamp=True)
+flat = steps.centered.reshape(-1)
+cols[4].metric("5. flatten", "784 values", help="the 28 rows one after another")
+cols[4].code(np.array2string(flat[400:406], separator=","), language=None)
+cols[5].metric("6. normalize", f"{steps.x.min():.0f}-{steps.x.max():.0f}",
+               help="divided by 255: float32 values from 0 to 1")
+cols[5].code(np.array2string(steps.x[0, 400:404], precision=2, separator=","), language=None)
+cols[6].metric("Model input", str(steps.x.shape), help="one image of 784 numbers")
+
+if st.session_state.draw_show_naive:
+    naive = naive_downscale(drawing)
+    naive_probabilities = classifier.predict_proba(normalize(flatten(naive[None])))[0]
+    naive_digit = int(np.argmax(naive_probabilities))
+    st.subheader("Without the MNIST steps")
+    a, b, c = st.columns([1, 1, 2])
+    a.image(plots.upscale(steps.centered, 140), caption=f"MNIST steps → {digit}", clamp=True)
+    b.image(plots.upscale(naive, 140), caption=f"whole canvas squeezed → {naive_digit}",
+            clamp=True)
+    c.metric("Naive prediction", naive_digit,
+             delta=None if naive_digit == digit else "differs", delta_color="off")
+    c.caption("MNIST digits fill a 20x20 box centred in 28x28. A digit drawn small or "
+              "off-centre on the canvas looks nothing like that when simply squeezed.")
