@@ -7,9 +7,9 @@ import streamlit as st
 import ui
 from mnist_core.devices import training_device
 
-ui.page_setup("Home", "✍️")
+ui.page_setup("Home", ":material/draw:")
 
-st.title("✍️ MNIST classroom")
+st.title("MNIST classroom")
 st.markdown(
     "The *Hello World* of deep learning, interactive: look at the 70,000 handwritten digits "
     "of MNIST, train the workshop notebook's neural network live and watch it learn, then "
@@ -60,13 +60,17 @@ if snap.active:
 
 st.divider()
 st.subheader("Pages")
-links = st.columns(3)
-links[0].page_link("pages/1_Explore.py", label="**Explore** the dataset", icon="🔍")
-links[1].page_link("pages/2_Train.py", label="**Train** a model, live", icon="📈")
-links[2].page_link("pages/3_Draw.py", label="**Draw** a digit and classify it", icon="✏️")
-links[0].caption("Shapes, pixel values, 40-sample grids, the notebook's preparation steps.")
-links[1].caption("The notebook's network (or a CNN), live loss and accuracy, mistakes, history.")
-links[2].caption("Your drawing, turned into an MNIST image step by step, and the prediction.")
+PAGES = [
+    ("pages/1_Explore.py", "**Explore** the dataset", ":material/search:",
+     "Shapes, pixel values, 40-sample grids, the notebook's preparation steps."),
+    ("pages/2_Train.py", "**Train** a model, live", ":material/monitoring:",
+     "The notebook's network (or a CNN), live loss and accuracy, mistakes, history."),
+    ("pages/3_Draw.py", "**Draw** a digit and classify it", ":material/edit:",
+     "Your drawing, turned into an MNIST image step by step, and the prediction."),
+]
+for column, (path, label, icon, caption) in zip(st.columns(3), PAGES, strict=True):
+    column.page_link(path, label=label, icon=icon)
+    column.caption(caption)
 ui.show_skipped(scan)
 
 st.caption(

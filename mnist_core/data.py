@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import logging
 import os
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,7 +216,7 @@ def _read_npz(path: Path) -> Mnist:
             x_train, y_train, x_valid, y_valid = (np.asarray(npz[key]) for key in NPZ_KEYS)
     except DatasetError:
         raise
-    except (OSError, ValueError, zlib.error, EOFError) as exc:
+    except (OSError, ValueError, zlib.error, EOFError, zipfile.BadZipFile) as exc:
         raise DatasetError(f"{path}: cannot read as .npz ({exc})") from None
     for name, array in (("x_train", x_train), ("y_train", y_train),
                         ("x_test", x_valid), ("y_test", y_valid)):

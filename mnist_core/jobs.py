@@ -94,15 +94,18 @@ class _Job:
 class JobManager:
     """Starts, follows and stops the one training of this process.
 
-    stall_seconds: a worker that writes nothing for this long is killed as hung.
+    stall_seconds: a training worker that writes nothing for this long is killed as hung.
+    startup_seconds: the same before its first event (importing TensorFlow takes a while).
     stop_grace_seconds: a worker that has not stopped this long after Stop is killed.
     env: extra environment variables for the worker (e.g. MNIST_DATA, MNIST_LOGICAL_CPUS).
     """
 
     def __init__(self, store: ModelStore | None = None, *, stall_seconds: float = 180,
-                 stop_grace_seconds: float = 30, env: dict | None = None):
+                 startup_seconds: float = 300, stop_grace_seconds: float = 30,
+                 env: dict | None = None):
         self.store = store or ModelStore()
         self.stall_seconds = stall_seconds
+        self.startup_seconds = startup_seconds
         self.stop_grace_seconds = stop_grace_seconds
         self.env = dict(env or {})
         self._lock = threading.RLock()
@@ -208,8 +211,10 @@ class JobManager:
         if code is None:
             if job.stop_requested and now - job.stop_requested > self.stop_grace_seconds:
                 self._kill(job, f"did not stop within {self.stop_grace_seconds:.0f} s of Stop")
-            elif now - job.last_progress > self.stall_seconds:
+            elif job.start_event and now - job.last_progress > self.stall_seconds:
                 self._kill(job, f"made no progress for {self.stall_seconds:.0f} s")
+            elif not job.start_event and now - job.started > self.startup_seconds:
+                self._kill(job, f"did not start within {self.startup_seconds:.0f} s")
             return
         self._apply(job, job.reader.read_new())
         self._ended(job, code)

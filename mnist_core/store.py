@@ -142,7 +142,8 @@ class ModelStore:
             if (path / runs.ONNX_FILE).stat().st_size == 0:
                 raise SkippedEntry(f"{runs.ONNX_FILE} is empty")
             return Run(path.name, path, record["status"], config, record=record)
-        return Run(path.name, path, *_unfinished_status(path), config=config)
+        status, error = _unfinished_status(path)
+        return Run(path.name, path, status, config, error=error)
 
 
 class SkippedEntry(Exception):

@@ -9,8 +9,8 @@ from mnist_core.data import categorize, flatten, normalize
 
 GRID_SIZE = 40
 
-ui.page_setup("Explore", "🔍")
-st.title("🔍 Explore the MNIST data")
+ui.page_setup("Explore", ":material/search:")
+st.title("Explore the MNIST data")
 data = ui.dataset()
 splits = {"x_train": (data.x_train, data.y_train), "x_valid": (data.x_valid, data.y_valid)}
 
@@ -91,11 +91,11 @@ digit = controls[0].selectbox("Digit", ["all", *range(10)], key="explore_digit")
 pool = np.arange(len(x)) if digit == "all" else np.flatnonzero(y == digit)
 pages = -(-len(pool) // GRID_SIZE)
 st.session_state.setdefault("explore_page", 0)
-if controls[1].button("◀ Previous", use_container_width=True):
+if controls[1].button("Previous", icon=":material/chevron_left:", width="stretch"):
     st.session_state.explore_page = (st.session_state.explore_page - 1) % pages
-if controls[2].button("Next ▶", use_container_width=True):
+if controls[2].button("Next", icon=":material/chevron_right:", width="stretch"):
     st.session_state.explore_page = (st.session_state.explore_page + 1) % pages
-if controls[3].button("🎲 Random", use_container_width=True):
+if controls[3].button("Random", icon=":material/casino:", width="stretch"):
     st.session_state.explore_page = int(np.random.default_rng().integers(pages))
 page = st.session_state.explore_page % pages
 shown = tuple(int(i) for i in pool[page * GRID_SIZE:(page + 1) * GRID_SIZE])
@@ -105,4 +105,4 @@ st.image(grid_png(split, shown))
 
 st.header("How many of each digit")
 st.altair_chart(plots.label_distribution_chart(data.y_train, data.y_valid),
-                use_container_width=True)
+                width="stretch")

@@ -13,8 +13,8 @@ from mnist_core.models import count_params, keras_code, summary
 GALLERY_SIZE = 30
 BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
 
-ui.page_setup("Train", "📈")
-st.title("📈 Train a model")
+ui.page_setup("Train", ":material/monitoring:")
+st.title("Train a model")
 data = ui.dataset()
 manager = ui.job_manager()
 
@@ -68,20 +68,20 @@ with about:
     st.dataframe(
         pd.DataFrame([{**row, "output_shape": str(row["output_shape"])}
                       for row in summary(model)]),
-        hide_index=True, use_container_width=True,
+        hide_index=True, width="stretch",
     )
     st.markdown(f"Total parameters: **{count_params(model):,}**")
     with st.expander("Show code: the same training in plain Keras"):
         st.code(keras_code(config), language="python")
 
 buttons = st.columns([1, 1, 3])
-if buttons[0].button("▶ Start training", type="primary", use_container_width=True):
+if buttons[0].button("Start training", type="primary", icon=":material/play_arrow:", width="stretch"):
     try:
         manager.start(config)
         st.toast("Training started")
     except JobRefused as exc:
         st.warning(str(exc))
-if buttons[1].button("■ Stop", use_container_width=True):
+if buttons[1].button("Stop", icon=":material/stop:", width="stretch"):
     if not manager.stop():
         st.info("No training is running.")
 
@@ -187,7 +187,7 @@ table = pd.DataFrame([
     }
     for r in usable
 ])
-st.dataframe(table, hide_index=True, use_container_width=True,
+st.dataframe(table, hide_index=True, width="stretch",
              column_config={"val accuracy": st.column_config.NumberColumn(format="%.4f")})
 others = [r for r in scan.runs if not r.usable]
 if others:
@@ -201,7 +201,7 @@ metric = st.radio("Metric", ["val_accuracy", "val_loss", "accuracy", "loss"], ho
                   key="train_compare_metric")
 series = [(by_id[r].label(), by_id[r].record["history"].get(metric, [])) for r in compare]
 if compare:
-    st.altair_chart(plots.compare_runs_chart(series, metric), use_container_width=True)
+    st.altair_chart(plots.compare_runs_chart(series, metric), width="stretch")
 
 current = ui.current_run()
 st.subheader("The model the Draw page uses")

@@ -12,8 +12,8 @@ from mnist_core.preprocess import EmptyDrawing, mnist_steps, naive_downscale
 
 CANVAS_SIZE = 280
 
-ui.page_setup("Draw", "✏️")
-st.title("✏️ Draw a digit")
+ui.page_setup("Draw", ":material/edit:")
+st.title("Draw a digit")
 
 manager = ui.job_manager()
 run = ui.current_run()
@@ -80,7 +80,7 @@ digit = int(np.argmax(probabilities))
 with right:
     st.metric("Prediction", digit, help="the digit with the highest probability")
     st.caption(f"confidence {probabilities[digit]:.1%}")
-    st.altair_chart(plots.probabilities_chart(probabilities), use_container_width=True)
+    st.altair_chart(plots.probabilities_chart(probabilities), width="stretch")
 
 st.subheader("From your drawing to what the model sees")
 cols = st.columns(7)

@@ -1,0 +1,43 @@
+"""Shared fixtures: the real MNIST data, and one real trained run for the whole session."""
+
+from __future__ import annotations
+
+import pytest
+
+from mnist_core.config import TrainConfig
+from mnist_core.data import read_mnist
+from mnist_core.jobs import JobManager
+from mnist_core.store import ModelStore
+
+# Fast but real: the notebook's network on all 60000 images for 2 epochs (~97% here).
+TRAINED_CONFIG = TrainConfig(epochs=2)
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    return read_mnist()
+
+
+@pytest.fixture(scope="session")
+def trained_store(tmp_path_factory):
+    """A models folder holding one finished run of TRAINED_CONFIG."""
+    store = ModelStore(tmp_path_factory.mktemp("models"))
+    manager = JobManager(store)
+    manager.start(TRAINED_CONFIG)
+    snap = manager.wait(timeout=300)
+    assert snap.state == "finished", snap.error
+    return store
+
+
+@pytest.fixture(scope="session")
+def trained_run(trained_store):
+    return trained_store.current()
+
+
+@pytest.fixture()
+def models_dir(tmp_path, monkeypatch):
+    """An empty models folder that the app and the CLI use (MNIST_MODELS_DIR)."""
+    path = tmp_path / "models"
+    path.mkdir()
+    monkeypatch.setenv("MNIST_MODELS_DIR", str(path))
+    return path

@@ -1,0 +1,159 @@
+"""End to end in real Chromium against `streamlit run app.py`: what only a browser shows."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, trained_store):
+    """The app on a free port, with a models folder holding one trained run."""
+    models = tmp_path_factory.mktemp("browser-models")
+    shutil.copytree(trained_store.root, models, dirs_exist_ok=True)
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("server") / "streamlit.log", "w+")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "MNIST_MODELS_DIR": str(models)},
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        log.seek(0)
+        pytest.fail("streamlit did not start:\n" + log.read())
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install -y chromium")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture()
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1800})
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    yield page
+    context.close()
+
+
+def open_page(page, url: str):
+    page.goto(url)
+    page.wait_for_selector('[data-testid="stApp"]')
+    page.wait_for_function(
+        "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText"
+        ".includes('Running')", timeout=30000)
+
+
+def assert_no_errors(page):
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.errors == []
+
+
+def screenshot(page, name: str):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+
+
+def test_explore_grid_renders(server, page):
+    open_page(page, f"{server}/Explore")
+    page.get_by_text("How many of each digit").wait_for()
+    images = page.locator('[data-testid="stImage"] img')
+    images.first.wait_for()
+    # The 40-sample grid is one picture of at least 900 pixels across.
+    widths = [images.nth(i).evaluate("img => img.naturalWidth") for i in range(images.count())]
+    assert max(widths) >= 900
+    page.locator(".vega-embed").first.wait_for()
+    assert_no_errors(page)
+    screenshot(page, "explore")
+
+
+def test_short_training_shows_live_progress_and_finishes(server, page):
+    open_page(page, f"{server}/Train")
+    slider = page.locator('[data-testid="stSlider"]', has_text="Epochs").get_by_role("slider")
+    slider.focus()
+    page.keyboard.press("Home")
+    page.keyboard.press("ArrowRight")  # 2 epochs
+    page.get_by_role("button", name="Start training").click()
+    progress = page.locator('[data-testid="stProgress"] [role="progressbar"]')
+    seen = set()
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if progress.count():
+            value = progress.first.get_attribute("aria-valuenow")
+            if value is not None:
+                seen.add(float(value))
+        if page.get_by_text("Training finished").count():
+            break
+        time.sleep(0.25)
+    else:
+        screenshot(page, "train-timeout")
+        pytest.fail(f"training did not finish; progress seen {sorted(seen)}")
+    assert len({v for v in seen if 0 < v < 100}) >= 2, sorted(seen)  # it moved while we watched
+    page.get_by_text("Per epoch").wait_for()
+    assert page.locator(".vega-embed").count() >= 2  # batch and epoch charts
+    page.get_by_text("Confusion matrix").wait_for()
+    assert_no_errors(page)
+    screenshot(page, "train")
+
+
+def test_drawing_a_digit_gives_a_prediction(server, page):
+    open_page(page, f"{server}/Draw")
+    canvas = page.locator("canvas.upper-canvas")
+    canvas.wait_for()
+    page.get_by_text("Draw a digit on the canvas").wait_for()
+    box = canvas.bounding_box()
+    x, y = box["x"], box["y"]
+    page.mouse.move(x + 80, y + 60)
+    page.mouse.down()
+    for dx, dy in [(200, 60), (190, 100), (160, 160), (130, 230)]:  # a 7
+        page.mouse.move(x + dx, y + dy, steps=8)
+    page.mouse.up()
+    prediction = page.locator('[data-testid="stMetric"]', has_text="Prediction")
+    prediction.wait_for(timeout=30000)
+    value = prediction.locator('[data-testid="stMetricValue"]').inner_text().strip()
+    assert value.isdigit() and 0 <= int(value) <= 9
+    page.get_by_text("From your drawing to what the model sees").wait_for()
+    assert_no_errors(page)
+    screenshot(page, "draw")

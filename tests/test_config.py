@@ -1,0 +1,52 @@
+"""TrainConfig: bounds, messages, and round trips."""
+
+from __future__ import annotations
+
+import pytest
+
+from mnist_core.config import BOUNDS, TrainConfig
+
+
+@pytest.mark.parametrize("field, bad, message", [
+    ("epochs", 0, "epochs must be from 1 to 50, got 0"),
+    ("epochs", 51, "epochs must be from 1 to 50, got 51"),
+    ("batch_size", 8, "batch_size must be from 16 to 4096, got 8"),
+    ("batch_size", 5000, "batch_size must be from 16 to 4096"),
+    ("learning_rate", 2.0, "learning_rate must be from 1e-05 to 1.0, got 2.0"),
+    ("learning_rate", 0.0, "learning_rate must be from 1e-05 to 1.0"),
+    ("train_size", 999, "train_size must be from 1000 to 60000"),
+    ("train_size", 60001, "train_size must be from 1000 to 60000"),
+    ("epochs", 2.5, "epochs must be a whole number from 1 to 50"),
+    ("epochs", "5", "epochs must be a number from 1 to 50"),
+    ("model", "resnet", "model must be one of seed_mlp, cnn"),
+    ("optimizer", "lion", "optimizer must be one of adam, rmsprop, sgd"),
+    ("precision", "float16", "precision must be one of auto, float32, mixed_bfloat16"),
+])
+def test_out_of_bounds_is_refused_with_the_allowed_range(field, bad, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        TrainConfig(**{field: bad})
+
+
+@pytest.mark.parametrize("field", sorted(BOUNDS))
+def test_bounds_themselves_are_accepted(field):
+    low, high = BOUNDS[field]
+    assert getattr(TrainConfig(**{field: low}), field) == low
+    assert getattr(TrainConfig(**{field: high}), field) == high
+
+
+def test_defaults_are_the_fast_seed_mlp_and_notebook_is_the_notebook():
+    config = TrainConfig()
+    assert (config.model, config.epochs, config.batch_size) == ("seed_mlp", 5, 512)
+    notebook = TrainConfig.notebook()
+    assert (notebook.batch_size, notebook.optimizer, notebook.learning_rate) == (32, "rmsprop", 1e-3)
+    assert not notebook.lr_schedule
+
+
+def test_dict_round_trip_ignores_unknown_keys():
+    config = TrainConfig(model="cnn", epochs=3, batch_size=128, learning_rate=0.01, seed=7)
+    assert TrainConfig.from_dict({**config.to_dict(), "parent": "x"}) == config
+
+
+def test_steps_per_epoch_rounds_up():
+    assert TrainConfig(batch_size=512).steps_per_epoch() == 118
+    assert TrainConfig(batch_size=4096, train_size=1000).steps_per_epoch() == 1

@@ -1,0 +1,120 @@
+"""Every page renders in Streamlit's AppTest and shows the right things."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from mnist_core.config import BOUNDS
+
+TIMEOUT = 60
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_page(path: str) -> AppTest:
+    app = AppTest.from_file(str(REPO / path), default_timeout=TIMEOUT)
+    app.run()
+    assert not app.exception, [e.message for e in app.exception]
+    return app
+
+
+@pytest.fixture(autouse=True)
+def fresh_server():
+    """Each test is a new server: no dataset, job manager or model cached from another."""
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+@pytest.fixture()
+def with_trained_model(models_dir, trained_store):
+    shutil.copytree(trained_store.root, models_dir, dirs_exist_ok=True)
+    return models_dir
+
+
+def metric(app: AppTest, label: str) -> str:
+    return next(m.value for m in app.metric if m.label == label)
+
+
+def test_home_shows_dataset_facts_and_the_model(with_trained_model, trained_run):
+    app = run_page("app.py")
+    text = " ".join(m.value for m in app.markdown)
+    assert "(60000, 28, 28)" in text and "uint8" in text and "data/mnist" in text
+    assert metric(app, "Images") == "60,000 + 10,000"
+    assert metric(app, "Validation accuracy") == f"{trained_run.val_accuracy:.2%}"
+    assert trained_run.run_id in text
+
+
+def test_home_without_a_model(models_dir):
+    app = run_page("app.py")
+    assert metric(app, "Validation accuracy") == "no model yet"
+
+
+def test_home_shows_a_broken_dataset_as_a_message(models_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("MNIST_DATA", str(tmp_path / "nowhere"))
+    app = run_page("app.py")
+    assert "could not be loaded" in app.error[0].value and "nowhere" in app.error[0].value
+    assert "MNIST_DATA" in app.info[0].value
+
+
+def test_explore_shows_shapes_and_the_label_of_the_chosen_index(models_dir, mnist):
+    app = run_page("pages/1_Explore.py")
+    assert metric(app, "x_train.shape") == "(60000, 28, 28)"
+    assert metric(app, "x_valid.shape") == "(10000, 28, 28)"
+    assert metric(app, "x_train.max()") == "255"
+    assert metric(app, "y_train[0]") == "5"
+    app.number_input(key="explore_index").set_value(7).run()
+    assert metric(app, "y_train[7]") == str(mnist.y_train[7])
+    app.radio(key="explore_split").set_value("x_valid").run()
+    assert metric(app, "y_valid[7]") == str(mnist.y_valid[7])
+    app.selectbox(key="explore_digit").set_value(3).run()
+    assert not app.exception
+    assert any("of the digit 3" in c.value for c in app.caption)
+
+
+def test_train_form_bounds_are_the_config_bounds(models_dir):
+    app = run_page("pages/2_Train.py")
+    epochs = app.slider(key="train_epochs")
+    assert (epochs.min, epochs.max) == BOUNDS["epochs"]
+    for key, field in (("train_learning_rate", "learning_rate"),
+                       ("train_train_size", "train_size"), ("train_seed", "seed")):
+        widget = app.number_input(key=key)
+        assert (widget.min, widget.max) == BOUNDS[field], key
+    sizes = app.select_slider(key="train_batch_size").options
+    assert int(sizes[0]) == BOUNDS["batch_size"][0] and int(sizes[-1]) == BOUNDS["batch_size"][1]
+    assert any("Total parameters: **669,706**" in m.value for m in app.markdown)
+
+
+def test_train_shows_results_of_a_finished_run(with_trained_model, trained_run):
+    app = run_page("pages/2_Train.py")
+    assert metric(app, "Validation accuracy") == f"{trained_run.val_accuracy:.2%}"
+    mistakes = len(trained_run.record["evaluation"]["misclassified"])
+    assert metric(app, "Mistakes") == f"{mistakes} of 10,000"
+
+
+def test_train_notebook_button_sets_the_notebook_settings(models_dir):
+    app = run_page("pages/2_Train.py")
+    app.button[0].click().run()
+    assert app.select_slider(key="train_batch_size").value == 32
+    assert app.selectbox(key="train_optimizer").value == "rmsprop"
+    code = app.expander[0].code[0].value if app.expander[0].code else ""
+    assert "batch_size=32" in code and "RMSprop(learning_rate=0.001)" in code
+
+
+def test_draw_without_a_model_offers_training(models_dir):
+    app = run_page("pages/3_Draw.py")
+    assert "no trained model yet" in app.warning[0].value
+    assert app.button[0].label == "Train the default model"
+
+
+def test_draw_with_a_model_and_an_empty_canvas_hints_to_draw(with_trained_model, trained_run):
+    app = run_page("pages/3_Draw.py")
+    assert any("Draw a digit on the canvas" in i.value for i in app.info)
+    assert not [m for m in app.metric if m.label == "Prediction"]
+    assert any(trained_run.run_id in c.value for c in app.caption)
