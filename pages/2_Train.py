@@ -95,7 +95,7 @@ def render_live(snap) -> None:
         "starting": "Starting TensorFlow in the training process...",
         "running": f"Training {c.model}: epoch {snap.epoch}/{c.epochs}",
         "stopping": "Stopping after the current batch...",
-    }.get(snap.state, snap.message or snap.state)
+    }.get(snap.state, f"Training {snap.state}")
     st.progress(snap.progress, text=status)
     cols = st.columns(5)
     cols[0].metric("Epoch", f"{snap.epoch}/{c.epochs}")

@@ -83,7 +83,7 @@ with right:
     st.altair_chart(plots.probabilities_chart(probabilities), width="stretch")
 
 st.subheader("From your drawing to what the model sees")
-cols = st.columns(7)
+cols = st.columns(6)
 shown = [
     (steps.grayscale, f"1. grayscale {steps.grayscale.shape[1]}x{steps.grayscale.shape[0]}"),
     (steps.cropped, f"2. cropped to the ink {steps.cropped.shape[1]}x{steps.cropped.shape[0]}"),
@@ -91,14 +91,17 @@ shown = [
     (steps.centered, "4. centred by mass in 28x28"),
 ]
 for col, (image, caption) in zip(cols[:4], shown, strict=True):
-    col.image(plots.upscale(image, 112), caption=caption, clamp=True)
+    col.image(plots.upscale(image, 120), caption=caption, width=120, clamp=True)
 flat = steps.centered.reshape(-1)
-cols[4].metric("5. flatten", "784 values", help="the 28 rows one after another")
-cols[4].code(np.array2string(flat[400:406], separator=","), language=None)
-cols[5].metric("6. normalize", f"{steps.x.min():.0f}-{steps.x.max():.0f}",
-               help="divided by 255: float32 values from 0 to 1")
-cols[5].code(np.array2string(steps.x[0, 400:404], precision=2, separator=","), language=None)
-cols[6].metric("Model input", str(steps.x.shape), help="one image of 784 numbers")
+first = int(np.clip(np.argmax(flat) - 1, 0, flat.size - 4))  # a few values where the ink is
+with cols[4]:
+    st.markdown("**5. flatten**")
+    st.caption(f"{flat.size} values in a row, 0-255. Values {first}-{first + 3}:")
+    st.code(" ".join(str(v) for v in flat[first:first + 4]), language=None)
+with cols[5]:
+    st.markdown("**6. normalize**")
+    st.caption(f"÷ 255: float32 from 0 to 1, shape {steps.x.shape}. The same values:")
+    st.code(" ".join(f"{v:.2f}" for v in steps.x[0, first:first + 4]), language=None)
 
 if st.session_state.draw_show_naive:
     naive = naive_downscale(drawing)

@@ -1,0 +1,73 @@
+"""The notebook's fit against the app's default training, side by side on this machine.
+
+    python benchmarks/bench_training.py
+
+1. The notebook, as written: numpy inputs, batch 32, default RMSprop, 5 epochs, in-process.
+2. The app's default TrainConfig through the job manager and worker (what Start does).
+Prints fit seconds, validation accuracy and the speed-up. Training time varies on shared
+machines: compare the two figures of one run, not figures across runs.
+"""
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from mnist_core.config import TrainConfig  # noqa: E402
+from mnist_core.data import categorize, flatten, load_mnist, normalize  # noqa: E402
+from mnist_core.jobs import JobManager  # noqa: E402
+from mnist_core.store import ModelStore  # noqa: E402
+
+
+def notebook_fit() -> tuple[float, float]:
+    import keras
+
+    (x_train, y_train), (x_valid, y_valid) = load_mnist()
+    x_train = normalize(flatten(x_train))
+    x_valid = normalize(flatten(x_valid))
+    y_train, y_valid = categorize(y_train), categorize(y_valid)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input(shape=(784,)),
+        keras.layers.Dense(units=512, activation="relu"),
+        keras.layers.Dense(units=512, activation="relu"),
+        keras.layers.Dense(units=10, activation="softmax"),
+    ])
+    model.compile(loss="categorical_crossentropy", metrics=["accuracy"])
+    start = time.perf_counter()
+    history = model.fit(x_train, y_train, epochs=5, verbose=0,
+                        validation_data=(x_valid, y_valid))
+    return time.perf_counter() - start, history.history["val_accuracy"][-1]
+
+
+def app_fit(config: TrainConfig) -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        manager = JobManager(ModelStore(folder))
+        run_id = manager.start(config)
+        snap = manager.wait()
+        if snap.state != "finished":
+            raise SystemExit(f"app training {snap.state}: {snap.error}")
+        return json.loads((Path(folder) / run_id / "record.json").read_text())
+
+
+def main() -> None:
+    config = TrainConfig()
+    record = app_fit(config)
+    notebook_seconds, notebook_accuracy = notebook_fit()
+    app_seconds = record["fit_seconds"]
+    app_accuracy = record["evaluation"]["accuracy"]
+    print(f"device: {record['device']}, app precision: {record['precision']}")
+    print(f"notebook fit  (batch 32, RMSprop, 5 epochs): {notebook_seconds:6.1f} s  "
+          f"val_accuracy {notebook_accuracy:.4f}")
+    print(f"app default   (batch {config.batch_size}, {config.optimizer} + schedule, "
+          f"{config.epochs} epochs): {app_seconds:6.1f} s  val_accuracy {app_accuracy:.4f}")
+    print(f"speed-up: {notebook_seconds / app_seconds:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
