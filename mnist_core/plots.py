@@ -168,6 +168,29 @@ def probabilities_chart(probabilities: np.ndarray) -> alt.Chart:
     ).properties(height=220)
 
 
+def probabilities_html(probabilities: np.ndarray, height: int = 150) -> str:
+    """The 10 probabilities as plain HTML bars, the predicted digit highlighted.
+
+    Light for the browser: the Draw page redraws it after every stroke of every visitor,
+    and a chart library would cost each of them far more than the prediction itself.
+    """
+    top = int(np.argmax(probabilities))
+    bars = []
+    for digit, p in enumerate(probabilities):
+        color = "#e4572e" if digit == top else "#4c78a8"
+        bars.append(
+            f'<div style="flex:1;display:flex;flex-direction:column;justify-content:flex-end;'
+            f'align-items:center;height:100%" title="{digit}: {p:.2%}">'
+            f'<div style="font-size:0.7rem;color:#555">{p:.0%}</div>'
+            f'<div style="width:70%;height:{max(p, 0.005) * (height - 20):.0f}px;'
+            f'background:{color};border-radius:3px 3px 0 0"></div>'
+            f'<div style="font-weight:{700 if digit == top else 400}">{digit}</div></div>'
+        )
+    return (f'<div role="img" aria-label="probability of each digit" '
+            f'style="display:flex;gap:4px;height:{height + 24}px;'
+            f'border-bottom:1px solid #ddd">{"".join(bars)}</div>')
+
+
 def upscale(image: np.ndarray, size: int = 112) -> np.ndarray:
     """Nearest-neighbour enlargement so each pixel of a small image stays a crisp square."""
     height, width = image.shape[:2]

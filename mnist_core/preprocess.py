@@ -24,6 +24,7 @@ from mnist_core.data import IMAGE_SIZE, flatten, normalize
 FIT_BOX = 20
 INK_THRESHOLD = 30  # gray levels below this count as background (anti-aliasing haze)
 MIN_INK_PIXELS = 12  # fewer inked canvas pixels than this is a dot, not a digit
+NOTHING_DRAWN = "Draw a digit on the canvas: the prediction appears when you lift the mouse."
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,10 @@ def ink_box(gray: np.ndarray, threshold: int = INK_THRESHOLD) -> tuple[int, int,
 
 def crop_to_ink(gray: np.ndarray) -> np.ndarray:
     box = ink_box(gray)
-    if box is None or int((gray >= INK_THRESHOLD).sum()) < MIN_INK_PIXELS:
-        raise EmptyDrawing("Draw a digit: the canvas is empty.")
+    if box is None:
+        raise EmptyDrawing(NOTHING_DRAWN)
+    if int((gray >= INK_THRESHOLD).sum()) < MIN_INK_PIXELS:
+        raise EmptyDrawing("That is only a dot. Draw a whole digit, as large as the canvas.")
     top, bottom, left, right = box
     return gray[top:bottom, left:right]
 

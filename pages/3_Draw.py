@@ -8,7 +8,7 @@ from mnist_core import plots
 from mnist_core.config import TrainConfig
 from mnist_core.data import flatten, normalize
 from mnist_core.jobs import JobRefused
-from mnist_core.preprocess import EmptyDrawing, mnist_steps, naive_downscale
+from mnist_core.preprocess import NOTHING_DRAWN, EmptyDrawing, mnist_steps, naive_downscale
 
 CANVAS_SIZE = 280
 
@@ -47,63 +47,35 @@ from streamlit_drawable_canvas import st_canvas  # noqa: E402  (needs a running 
 
 st.session_state.setdefault("draw_stroke_width", 20)
 st.session_state.setdefault("draw_show_naive", False)
-left, right = st.columns([1, 1], gap="large")
-with left:
-    st.slider("Stroke width", 5, 40, key="draw_stroke_width")
-    canvas = st_canvas(
-        stroke_width=st.session_state.draw_stroke_width,
-        stroke_color="#FFFFFF",
-        background_color="#000000",
-        width=CANVAS_SIZE,
-        height=CANVAS_SIZE,
-        drawing_mode="freedraw",
-        return_image_data=True,
-        key="draw_canvas",
+
+
+def show_steps(steps) -> None:
+    st.subheader("From your drawing to what the model sees")
+    images, text = st.columns([4, 2])
+    images.image(
+        [plots.upscale(image, 120) for image in
+         (steps.grayscale, steps.cropped, steps.fitted, steps.centered)],
+        caption=[
+            f"1. grayscale {steps.grayscale.shape[1]}x{steps.grayscale.shape[0]}",
+            f"2. cropped to the ink {steps.cropped.shape[1]}x{steps.cropped.shape[0]}",
+            f"3. fitted into 20x20: {steps.fitted.shape[1]}x{steps.fitted.shape[0]}",
+            "4. centred by mass in 28x28",
+        ],
+        width=120, clamp=True,
     )
-    st.caption("White on black, like MNIST. Undo and clear are in the canvas toolbar.")
-    st.toggle("Compare with a naive downscale of the whole canvas", key="draw_show_naive")
+    flat = steps.centered.reshape(-1)
+    first = int(np.clip(np.argmax(flat) - 1, 0, flat.size - 4))  # a few values where the ink is
+    values = " ".join(str(v) for v in flat[first:first + 4])
+    normalized = " ".join(f"{v:.2f}" for v in steps.x[0, first:first + 4])
+    text.markdown(
+        f"**5. flatten**: {flat.size} values in a row, 0-255  \n"
+        f"values {first}-{first + 3}: `{values}`\n\n"
+        f"**6. normalize**: ÷ 255, float32 from 0 to 1, shape `{steps.x.shape}`  \n"
+        f"the same values: `{normalized}`"
+    )
 
-drawing = canvas.image_data
-try:
-    if drawing is None:
-        raise EmptyDrawing
-    steps = mnist_steps(drawing)
-except EmptyDrawing:
-    with right:
-        st.info("Draw a digit on the canvas: the prediction appears when you lift the mouse.")
-    st.stop()
 
-if classifier is None:
-    st.stop()
-probabilities = classifier.predict_proba(steps.x)[0]
-digit = int(np.argmax(probabilities))
-with right:
-    st.metric("Prediction", digit, help="the digit with the highest probability")
-    st.caption(f"confidence {probabilities[digit]:.1%}")
-    st.altair_chart(plots.probabilities_chart(probabilities), width="stretch")
-
-st.subheader("From your drawing to what the model sees")
-cols = st.columns(6)
-shown = [
-    (steps.grayscale, f"1. grayscale {steps.grayscale.shape[1]}x{steps.grayscale.shape[0]}"),
-    (steps.cropped, f"2. cropped to the ink {steps.cropped.shape[1]}x{steps.cropped.shape[0]}"),
-    (steps.fitted, f"3. fitted into 20x20: {steps.fitted.shape[1]}x{steps.fitted.shape[0]}"),
-    (steps.centered, "4. centred by mass in 28x28"),
-]
-for col, (image, caption) in zip(cols[:4], shown, strict=True):
-    col.image(plots.upscale(image, 120), caption=caption, width=120, clamp=True)
-flat = steps.centered.reshape(-1)
-first = int(np.clip(np.argmax(flat) - 1, 0, flat.size - 4))  # a few values where the ink is
-with cols[4]:
-    st.markdown("**5. flatten**")
-    st.caption(f"{flat.size} values in a row, 0-255. Values {first}-{first + 3}:")
-    st.code(" ".join(str(v) for v in flat[first:first + 4]), language=None)
-with cols[5]:
-    st.markdown("**6. normalize**")
-    st.caption(f"÷ 255: float32 from 0 to 1, shape {steps.x.shape}. The same values:")
-    st.code(" ".join(f"{v:.2f}" for v in steps.x[0, first:first + 4]), language=None)
-
-if st.session_state.draw_show_naive:
+def show_naive(drawing, steps, digit: int) -> None:
     naive = naive_downscale(drawing)
     naive_probabilities = classifier.predict_proba(normalize(flatten(naive[None])))[0]
     naive_digit = int(np.argmax(naive_probabilities))
@@ -116,3 +88,46 @@ if st.session_state.draw_show_naive:
              delta=None if naive_digit == digit else "differs", delta_color="off")
     c.caption("MNIST digits fill a 20x20 box centred in 28x28. A digit drawn small or "
               "off-centre on the canvas looks nothing like that when simply squeezed.")
+
+
+@st.fragment
+def drawing_panel() -> None:
+    """Canvas and prediction. A stroke reruns only this panel, not the whole page."""
+    left, right = st.columns([1, 1], gap="large")
+    with left:
+        st.slider("Stroke width", 5, 40, key="draw_stroke_width")
+        canvas = st_canvas(
+            stroke_width=st.session_state.draw_stroke_width,
+            stroke_color="#FFFFFF",
+            background_color="#000000",
+            width=CANVAS_SIZE,
+            height=CANVAS_SIZE,
+            drawing_mode="freedraw",
+            return_image_data=True,
+            key="draw_canvas",
+        )
+        st.caption("White on black, like MNIST. Undo and clear are in the canvas toolbar.")
+        st.toggle("Compare with a naive downscale of the whole canvas", key="draw_show_naive")
+
+    drawing = canvas.image_data
+    try:
+        if drawing is None:
+            raise EmptyDrawing(NOTHING_DRAWN)
+        steps = mnist_steps(drawing)
+    except EmptyDrawing as hint:
+        right.info(str(hint))
+        return
+    if classifier is None:
+        return
+    probabilities = classifier.predict_proba(steps.x)[0]
+    digit = int(np.argmax(probabilities))
+    with right:
+        st.metric("Prediction", digit, help="the digit with the highest probability")
+        st.caption(f"confidence {probabilities[digit]:.1%}")
+        st.markdown(plots.probabilities_html(probabilities), unsafe_allow_html=True)
+    show_steps(steps)
+    if st.session_state.draw_show_naive:
+        show_naive(drawing, steps, digit)
+
+
+drawing_panel()

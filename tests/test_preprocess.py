@@ -100,8 +100,15 @@ def test_mnist_steps_recover_small_off_centre_digits(trained_run, mnist):
     stroke_canvas([(140, 140), (141, 141)], 2),  # a single dot
 ], ids=["transparent", "black", "dot"])
 def test_empty_or_dot_gives_a_hint_not_a_prediction(canvas):
-    with pytest.raises(EmptyDrawing, match="Draw a digit"):
+    with pytest.raises(EmptyDrawing, match="Draw a (whole )?digit"):
         mnist_steps(canvas)
+
+
+def test_a_dot_is_told_apart_from_nothing():
+    with pytest.raises(EmptyDrawing, match="only a dot"):
+        mnist_steps(stroke_canvas([(140, 140), (141, 141)], 2))
+    with pytest.raises(EmptyDrawing, match="Draw a digit on the canvas"):
+        mnist_steps(np.zeros((CANVAS, CANVAS, 4), np.uint8))
 
 
 @pytest.mark.parametrize("canvas", [

@@ -18,6 +18,7 @@ from mnist_core.data import flatten, normalize
 from mnist_core.inference import Classifier
 from mnist_core.jobs import JobManager, JobRefused
 from mnist_core.store import ModelStore
+from mnist_core.worker import load_keras_model
 
 # Long enough to be caught mid-run: ~3-4 s an epoch on 2 CPU cores.
 LONG = TrainConfig(epochs=20, batch_size=64, lr_schedule=False, learning_rate=0.001)
@@ -52,10 +53,8 @@ def test_short_training_is_saved_with_its_evaluation(trained_run, mnist):
 
 
 def test_onnx_matches_keras_and_the_saved_evaluation(trained_run, mnist):
-    import keras
-
     x_valid = normalize(flatten(mnist.x_valid))
-    model = keras.saving.load_model(trained_run.keras_path, safe_mode=True)
+    model = load_keras_model(trained_run.keras_path)
     keras_probabilities = model.predict(x_valid, batch_size=2048, verbose=0)
     onnx_probabilities = Classifier(trained_run.onnx_path).predict_proba(x_valid)
     np.testing.assert_allclose(onnx_probabilities, keras_probabilities, atol=1e-5)
@@ -185,3 +184,16 @@ def test_choosing_a_run_and_a_newer_finish_replaces_the_choice(trained_store, tr
     record["finished"] = time.time() + 10  # a training that finishes after the choice
     (root / trained_run.run_id / runs.RECORD).write_text(json.dumps(record))
     assert store.current().run_id == trained_run.run_id
+
+
+def test_cnn_trains_and_serves_the_same_predictions(tmp_path, mnist):
+    manager = JobManager(ModelStore(tmp_path))
+    run_id = manager.start(TrainConfig(model="cnn", epochs=1, train_size=3000, batch_size=128))
+    snap = manager.wait(timeout=300)
+    assert snap.state == "finished", snap.error
+    run = manager.store.get(run_id)
+    assert run.record["params"] == 34826 and run.val_accuracy > 0.7
+    x = normalize(flatten(mnist.x_valid[:500]))
+    keras_probabilities = load_keras_model(run.keras_path).predict(x, verbose=0)
+    np.testing.assert_allclose(Classifier(run.onnx_path).predict_proba(x), keras_probabilities,
+                               atol=1e-5)

@@ -1,0 +1,116 @@
+"""Running the real app and driving it from headless Chromium (tests and the load benchmark)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+# Strokes of a few digits on the 280x280 canvas, as (x, y) points.
+DIGIT_STROKES = {
+    7: [[(80, 60), (200, 60), (190, 100), (160, 160), (130, 230)]],
+    1: [[(150, 40), (150, 240)]],
+    0: [[(140, 50), (90, 90), (80, 150), (100, 210), (140, 235), (185, 205), (200, 145),
+         (185, 85), (140, 50)]],
+    4: [[(160, 40), (80, 160), (210, 160)], [(170, 100), (170, 240)]],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AppServer:
+    """`streamlit run app.py` on a free port with its own models folder."""
+
+    def __init__(self, models_dir: Path, log_path: Path, env: dict | None = None):
+        self.models_dir = Path(models_dir)
+        self.log_path = Path(log_path)
+        self.env = env or {}
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> AppServer:
+        log = open(self.log_path, "a")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+             "--server.port", str(self.port), "--browser.gatherUsageStats", "false",
+             "--server.fileWatcherType", "none"],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "MNIST_MODELS_DIR": str(self.models_dir), **self.env},
+        )
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1).read() == b"ok":
+                    return self
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError("streamlit did not start:\n" + self.log_path.read_text())
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or a pulled plug would."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+
+def launch_chromium(playwright):
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+
+
+def open_page(page, url: str, timeout: float = 30000) -> None:
+    """Go to `url` and wait until the script has run once."""
+    page.goto(url)
+    page.wait_for_selector('[data-testid="stApp"]')
+    page.wait_for_function(
+        "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText"
+        ".includes('Running')", timeout=timeout)
+
+
+def draw(page, digit: int = 7) -> float:
+    """Draw a digit on the Draw page's canvas with the mouse; return the mouse-up time."""
+    box = page.locator("canvas.upper-canvas").bounding_box()
+    for stroke in DIGIT_STROKES[digit]:
+        (x, y), rest = stroke[0], stroke[1:]
+        page.mouse.move(box["x"] + x, box["y"] + y)
+        page.mouse.down()
+        for x, y in rest:
+            page.mouse.move(box["x"] + x, box["y"] + y, steps=2)
+        page.mouse.up()
+    return time.perf_counter()
+
+
+def prediction(page):
+    return page.locator('[data-testid="stMetric"]', has_text="Prediction")
+
+
+def clear_canvas(page) -> None:
+    page.get_by_role("button", name="Reset canvas & history").click()
