@@ -36,6 +36,7 @@ class LoadResult:
     visitors: int
     seconds: float
     predictions: int = 0
+    per_visitor: dict[int, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     training_alone: float | None = None
@@ -102,6 +103,7 @@ async def visitor(browser, url: str, number: int, until: float, result: LoadResu
                 await prediction.wait_for(timeout=15000)
                 result.latencies.append(time.perf_counter() - mouse_up)
                 result.predictions += 1
+                result.per_visitor[number] = result.per_visitor.get(number, 0) + 1
             except Exception as exc:  # a timeout is an error the class would see
                 result.errors.append(f"visitor {number}: no prediction ({type(exc).__name__})")
             for text in await _exceptions(page):
