@@ -67,8 +67,10 @@ PAGES = [
      "The notebook's network (or a CNN), live loss and accuracy, mistakes, history."),
     ("pages/3_Draw.py", "**Draw** a digit and classify it", ":material/edit:",
      "Your drawing, turned into an MNIST image step by step, and the prediction."),
+    ("pages/4_Class_drawings.py", "**Class drawings**", ":material/groups:",
+     "Accuracy on what the class drew, next to MNIST; fine-tune on the drawings."),
 ]
-for column, (path, label, icon, caption) in zip(st.columns(3), PAGES, strict=True):
+for column, (path, label, icon, caption) in zip(st.columns(4), PAGES, strict=True):
     column.page_link(path, label=label, icon=icon)
     column.caption(caption)
 ui.show_skipped(scan)

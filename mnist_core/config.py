@@ -45,6 +45,8 @@ class TrainConfig:
     train_size: int = 60000  # how many of x_train to train on (a random subset when smaller)
     seed: int = 0
     precision: str = "auto"
+    augment: bool = False  # random shifts, rotations, scale and stroke thickness per batch
+    fine_tune_from: str | None = None  # a run id: start from its weights, add the class's drawings
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -67,7 +69,11 @@ class TrainConfig:
             if not low <= value <= high:
                 raise ValueError(f"{name} must be from {low} to {high}, got {value}")
             object.__setattr__(self, name, kind(value))
-        for name in ("lr_schedule", "validation"):
+        if self.fine_tune_from is not None and (
+                not self.fine_tune_from or "/" in self.fine_tune_from
+                or self.fine_tune_from.startswith(".")):
+            raise ValueError(f"fine_tune_from must be a run id, got {self.fine_tune_from!r}")
+        for name in ("lr_schedule", "validation", "augment"):
             object.__setattr__(self, name, bool(getattr(self, name)))
 
     @classmethod

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from mnist_core import runs
 from mnist_core.config import TrainConfig
+from mnist_core.drawings import DrawingStore
 from mnist_core.store import ModelStore
 
 ACTIVE = ("starting", "running", "stopping")
@@ -126,6 +127,11 @@ class JobManager:
             run_dir = self.store.root / run_id
             run_dir.mkdir(parents=True)
             runs.atomic_write_json(run_dir / runs.CONFIG, {**config.to_dict(), "parent": parent})
+            if config.fine_tune_from:
+                # The run keeps the drawings it learns from: deleting drawings while it
+                # trains changes nothing, and the run can be reproduced later.
+                snapshot = DrawingStore().load()
+                runs.atomic_write_bytes(run_dir / runs.DRAWINGS, snapshot.to_npz())
             log_file = open(run_dir / runs.STDERR, "wb")
             env = {**os.environ, **self.env}
             env["PYTHONPATH"] = os.pathsep.join(

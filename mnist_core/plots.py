@@ -90,6 +90,23 @@ def label_distribution_chart(y_train: np.ndarray, y_valid: np.ndarray) -> alt.Ch
     ).properties(height=260)
 
 
+def per_class_comparison_chart(series: dict[str, list[float]]) -> alt.Chart:
+    """Accuracy per digit for several sets side by side (e.g. drawings vs MNIST validation)."""
+    frame = pd.DataFrame([
+        {"digit": str(digit), "set": name, "accuracy": value}
+        for name, values in series.items()
+        for digit, value in enumerate(values)
+        if value is not None
+    ], columns=["digit", "set", "accuracy"])
+    return alt.Chart(frame).mark_bar().encode(
+        x=alt.X("digit:N", axis=alt.Axis(labelAngle=0)),
+        xOffset="set:N",
+        y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("set:N", title=None),
+        tooltip=["set", "digit", alt.Tooltip("accuracy:Q", format=".1%")],
+    ).properties(height=260)
+
+
 def smooth(values, weight: float = SMOOTHING) -> list[float]:
     """Exponential moving average, as TensorBoard smooths noisy training curves."""
     out, last = [], None

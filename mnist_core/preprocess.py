@@ -14,6 +14,7 @@ goes through.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,3 +120,11 @@ def naive_downscale(rgba: np.ndarray) -> np.ndarray:
     """The whole canvas squeezed to 28x28, no cropping or centring: what not to do."""
     gray = to_grayscale(rgba)
     return np.asarray(Image.fromarray(gray).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BOX))
+
+
+def thumbnail_png(gray: np.ndarray, size: int = 140) -> bytes:
+    """A small grayscale PNG of the raw drawing (a few kB), kept with a labelled drawing."""
+    buffer = io.BytesIO()
+    Image.fromarray(gray).resize((size, size), Image.Resampling.BOX).save(buffer, format="PNG",
+                                                                          optimize=True)
+    return buffer.getvalue()

@@ -7,6 +7,7 @@
         stop            present = please stop after the current batch
         model.keras     the trained model (float32), for Keras: fine-tuning, export
         model.onnx      the same model, for serving with ONNX Runtime
+        drawings.npz    a fine-tune's copy of the class's drawings, taken when it starts
         record.json     written last: config, device, timings, metrics, history, evaluation
 
 Every file but metrics.jsonl is written to a temporary name and renamed, so a reader never
@@ -32,6 +33,7 @@ KERAS_FILE = "model.keras"
 ONNX_FILE = "model.onnx"
 RECORD = "record.json"
 STDERR = "worker.log"
+DRAWINGS = "drawings.npz"  # a fine-tune's snapshot of the class's drawings
 
 
 def models_dir() -> Path:

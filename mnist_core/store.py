@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 USABLE = ("finished", "stopped")  # a stopped run kept its completed epochs
 CHOICE = "current.json"  # the run chosen for the Draw page
+DRAWINGS_PREFIX = "drawings.db"  # the class's drawings (and SQLite's -wal, -shm) live here too
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,8 @@ class ModelStore:
         if not self.root.is_dir():
             return scan
         for entry in sorted(self.root.iterdir(), reverse=True):
-            if entry.name.startswith(".") or entry.name == CHOICE:
+            if entry.name.startswith(".") or entry.name == CHOICE or entry.name.startswith(
+                    DRAWINGS_PREFIX):
                 continue
             try:
                 scan.runs.append(self._read_run(entry))

@@ -132,8 +132,11 @@ def training_dataset(tf, x_train: np.ndarray, y_train: np.ndarray, config: Train
         order = tf.tile(order, [repeats])[: steps * batch]
         return tf.reshape(order, (steps, batch))
 
+    augment = augmenter(tf, config.seed) if config.augment else None
+
     def gather(indices):
-        return tf.gather(x_all, indices), tf.gather(y_all, indices)
+        x = tf.gather(x_all, indices)
+        return (augment(x) if augment else x), tf.gather(y_all, indices)
 
     return (
         tf.data.Dataset.range(config.epochs)
@@ -142,6 +145,35 @@ def training_dataset(tf, x_train: np.ndarray, y_train: np.ndarray, config: Train
         .map(gather)
         .prefetch(2)
     )
+
+
+def augmenter(tf, seed: int):
+    """Random small shifts, rotations, scale and stroke-thickness changes of (B, 784) batches.
+
+    People draw off-centre, tilted, larger or smaller, with thicker or thinner pens than
+    MNIST's writers: showing the model such variations makes it hold up on drawings.
+    """
+    import keras
+
+    layers = [
+        keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed),
+        keras.layers.RandomRotation(0.05, fill_mode="constant", seed=seed + 1),  # about ±18°
+        keras.layers.RandomZoom((-0.15, 0.15), fill_mode="constant", seed=seed + 2),
+    ]
+
+    def augment(x):
+        images = tf.reshape(x, (-1, 28, 28, 1))
+        for layer in layers:
+            images = layer(images, training=True)
+        # Thicker (3x3 max filter) for a fifth of the images, thinner (3x3 min filter) for
+        # another fifth.
+        choice = tf.random.uniform((tf.shape(images)[0], 1, 1, 1), seed=seed + 3)
+        thicker = tf.nn.max_pool2d(images, 3, 1, "SAME")
+        thinner = -tf.nn.max_pool2d(-images, 3, 1, "SAME")
+        images = tf.where(choice < 0.2, thicker, tf.where(choice > 0.8, thinner, images))
+        return tf.reshape(tf.clip_by_value(images, 0.0, 1.0), (-1, 784))
+
+    return augment
 
 
 def make_callback(keras, run_dir: Path, config: TrainConfig, parent_pid: int | None):
@@ -223,6 +255,10 @@ def train(run_dir: Path, parent_pid: int | None = None) -> dict | None:
     x_valid = normalize(flatten(data.x_valid))
     y_valid = categorize(data.y_valid)
 
+    fine_tune = None
+    if config.fine_tune_from:
+        x_train, y_train, fine_tune = add_drawings(run_dir, config, x_train, y_train)
+
     runs.append_event(metrics, {
         "event": "start", **device, "precision": precision, "t": time.time(),
         "epochs": config.epochs, "steps_per_epoch": config.steps_per_epoch(),
@@ -232,6 +268,8 @@ def train(run_dir: Path, parent_pid: int | None = None) -> dict | None:
 
     with strategy.scope():
         model = build_model(keras, config.model, precision)
+        if fine_tune is not None:
+            model.set_weights(fine_tune.pop("weights"))
         model.compile(
             optimizer=build_optimizer(keras, config),
             loss="categorical_crossentropy",
@@ -265,8 +303,15 @@ def train(run_dir: Path, parent_pid: int | None = None) -> dict | None:
     probabilities = served.predict(x_valid, batch_size=VALIDATION_BATCH, verbose=0)
     save_model(served, run_dir)
 
+    if fine_tune is not None:
+        holdout = fine_tune.pop("holdout")
+        if len(holdout[1]):
+            after = served.predict(holdout[0], verbose=0).argmax(axis=1)
+            fine_tune["accuracy_after"] = float((after == holdout[1]).mean())
+
     record = {
         "run_id": run_dir.name,
+        "fine_tune": fine_tune,
         "status": status,
         "config": config.to_dict(),
         "parent": spec.get("parent"),
@@ -287,6 +332,42 @@ def train(run_dir: Path, parent_pid: int | None = None) -> dict | None:
                                 "val_accuracy": record["evaluation"]["accuracy"],
                                 "t": time.time()})
     return record
+
+
+def add_drawings(run_dir: Path, config: TrainConfig, x_train, y_train):
+    """Training data plus the class's drawings, and what the parent run scores on held-out ones.
+
+    The drawings are the snapshot the job manager took when the run started.
+    Every 5th drawing is held out; the rest are repeated so that they make up about a tenth
+    of each epoch (a few dozen drawings would otherwise be lost among 60000 digits).
+    """
+    from mnist_core.drawings import Drawings
+
+    parent_dir = run_dir.parent / config.fine_tune_from
+    parent = load_keras_model(parent_dir / runs.KERAS_FILE)
+    if parent.name != config.model:
+        raise ValueError(f"run {config.fine_tune_from} is a {parent.name}, not a {config.model}")
+    drawings = Drawings.from_npz(run_dir / runs.DRAWINGS)
+    held, used = drawings.subset(drawings.holdout), drawings.subset(~drawings.holdout)
+    x_held = normalize(flatten(held.images))
+    info = {
+        "parent": config.fine_tune_from,
+        "drawings_train": len(used),
+        "drawings_holdout": len(held),
+        "accuracy_before": None,
+        "accuracy_after": None,
+        "weights": parent.get_weights(),
+        "holdout": (x_held, held.labels),
+    }
+    if len(held):
+        before = parent.predict(x_held, verbose=0).argmax(axis=1)
+        info["accuracy_before"] = float((before == held.labels).mean())
+    if len(used):
+        repeats = int(np.clip(round(0.1 * len(x_train) / len(used)), 1, 1000))
+        x_train = np.concatenate([x_train, np.tile(normalize(flatten(used.images)), (repeats, 1))])
+        y_train = np.concatenate([y_train, np.tile(categorize(used.labels), (repeats, 1))])
+        info["drawings_repeats"] = repeats
+    return x_train, y_train, info
 
 
 def load_keras_model(path: Path):

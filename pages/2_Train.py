@@ -184,6 +184,7 @@ table = pd.DataFrame([
         "optimizer": r.config.optimizer, "learning rate": r.config.learning_rate,
         "images": r.config.train_size, "val accuracy": r.val_accuracy,
         "seconds": round(r.record["fit_seconds"], 1), "device": r.record["device_kind"],
+        "fine-tuned from": r.record.get("parent") or "",
     }
     for r in usable
 ])

@@ -1,5 +1,7 @@
 """Draw: a digit on a canvas, made into an MNIST image step by step, and classified."""
 
+import hashlib
+
 import numpy as np
 import streamlit as st
 
@@ -7,8 +9,15 @@ import ui
 from mnist_core import plots
 from mnist_core.config import TrainConfig
 from mnist_core.data import flatten, normalize
+from mnist_core.drawings import DrawingStore, DrawingStoreError, collection_enabled
 from mnist_core.jobs import JobRefused
-from mnist_core.preprocess import NOTHING_DRAWN, EmptyDrawing, mnist_steps, naive_downscale
+from mnist_core.preprocess import (
+    NOTHING_DRAWN,
+    EmptyDrawing,
+    mnist_steps,
+    naive_downscale,
+    thumbnail_png,
+)
 
 CANVAS_SIZE = 280
 
@@ -90,6 +99,42 @@ def show_naive(drawing, steps, digit: int) -> None:
               "off-centre on the canvas looks nothing like that when simply squeezed.")
 
 
+def save_label(label: int, steps, probabilities, key: str) -> None:
+    """Button callback: store the drawing the visitor just labelled."""
+    st.session_state.draw_label_choice = None
+    try:
+        DrawingStore().add(steps.centered, thumbnail_png(steps.grayscale), label,
+                           probabilities, run.run_id)
+    except DrawingStoreError as exc:
+        st.session_state.draw_store_error = str(exc)
+        return
+    st.session_state.draw_store_error = None
+    st.session_state.draw_saved = (key, label)
+
+
+def label_panel(steps, probabilities, digit: int) -> None:
+    """Confirm the prediction or pick the right digit: one click stores the drawing."""
+    key = hashlib.sha1(steps.centered.tobytes()).hexdigest()
+    saved = st.session_state.get("draw_saved")
+    if st.session_state.get("draw_store_error"):
+        st.warning(f"Your label was not saved: {st.session_state.draw_store_error}. "
+                   "Drawing and predicting still work.")
+    if saved and saved[0] == key:
+        st.success(f"Saved as a {saved[1]}. Thank you! The class's drawings are on the "
+                   "Class drawings page.")
+        return
+    st.button(f"Yes, it is a {digit}", icon=":material/check:", key="draw_confirm",
+              on_click=save_label, args=(digit, steps, probabilities, key))
+    st.pills("No, it is a", list(range(10)), key="draw_label_choice", on_change=pick_label,
+             args=(steps, probabilities, key))
+
+
+def pick_label(steps, probabilities, key: str) -> None:
+    choice = st.session_state.draw_label_choice
+    if choice is not None:
+        save_label(int(choice), steps, probabilities, key)
+
+
 @st.fragment
 def drawing_panel() -> None:
     """Canvas and prediction. A stroke reruns only this panel, not the whole page."""
@@ -125,6 +170,8 @@ def drawing_panel() -> None:
         st.metric("Prediction", digit, help="the digit with the highest probability")
         st.caption(f"confidence {probabilities[digit]:.1%}")
         st.markdown(plots.probabilities_html(probabilities), unsafe_allow_html=True)
+        if collection_enabled():
+            label_panel(steps, probabilities, digit)
     show_steps(steps)
     if st.session_state.draw_show_naive:
         show_naive(drawing, steps, digit)

@@ -24,7 +24,8 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def test_pages_are_where_the_product_says():
-    assert [p.name for p in SERVER_FILES[2:]] == ["1_Explore.py", "2_Train.py", "3_Draw.py"]
+    assert [p.name for p in SERVER_FILES[2:]] == [
+        "1_Explore.py", "2_Train.py", "3_Draw.py", "4_Class_drawings.py"]
 
 
 def test_mnist_core_never_imports_streamlit():

@@ -11,6 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import e2e
 import pytest
 
 pytestmark = pytest.mark.browser
@@ -157,3 +158,20 @@ def test_drawing_a_digit_gives_a_prediction(server, page):
     page.get_by_text("From your drawing to what the model sees").wait_for()
     assert_no_errors(page)
     screenshot(page, "draw")
+
+
+def test_correcting_a_label_counts_the_drawing_in_the_class_report(server, page):
+    open_page(page, f"{server}/Draw")
+    page.locator("canvas.upper-canvas").wait_for()
+    e2e.draw(page, 7)
+    e2e.prediction(page).wait_for(timeout=30000)
+    page.get_by_text("No, it is a").wait_for()
+    page.locator('[data-testid="stButtonGroup"] button').nth(3).click()  # pills 0-9
+    page.get_by_text("Saved as a 3").wait_for(timeout=30000)
+    open_page(page, f"{server}/Class_drawings")
+    drawings = page.locator('[data-testid="stMetric"]', has_text="Labelled drawings")
+    drawings.wait_for(timeout=30000)
+    assert drawings.locator('[data-testid="stMetricValue"]').inner_text().strip() == "1"
+    page.get_by_text("Confusion matrix of the drawings").wait_for()
+    assert_no_errors(page)
+    screenshot(page, "class-drawings")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -16,7 +17,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run_page(path: str) -> AppTest:
-    app = AppTest.from_file(str(REPO / path), default_timeout=TIMEOUT)
+    """Run the app's entry point, then switch to `path`, as a visitor following a link."""
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    if path != "app.py":
+        app.switch_page(path)
     app.run()
     assert not app.exception, [e.message for e in app.exception]
     return app
@@ -118,3 +122,48 @@ def test_draw_with_a_model_and_an_empty_canvas_hints_to_draw(with_trained_model,
     assert any("Draw a digit on the canvas" in i.value for i in app.info)
     assert not [m for m in app.metric if m.label == "Prediction"]
     assert any(trained_run.run_id in c.value for c in app.caption)
+
+
+@pytest.fixture()
+def drawings_db(tmp_path, monkeypatch, mnist):
+    """A drawings database with 25 real validation digits standing in for drawings."""
+    from mnist_core.drawings import DrawingStore
+    from mnist_core.preprocess import thumbnail_png
+
+    path = tmp_path / "drawings.db"
+    monkeypatch.setenv("MNIST_DRAWINGS_DB", str(path))
+    store = DrawingStore(path)
+    for i in range(25):
+        p = np.full(10, 0.01)
+        p[mnist.y_valid[i]] = 0.91
+        store.add(mnist.x_valid[i], thumbnail_png(mnist.x_valid[i]), int(mnist.y_valid[i]), p,
+                  "run-x")
+    return store
+
+
+def test_class_drawings_reports_accuracy_next_to_mnist(with_trained_model, trained_run,
+                                                       drawings_db, mnist):
+    from mnist_core.data import flatten, normalize
+    from mnist_core.inference import Classifier
+
+    app = run_page("pages/4_Class_drawings.py")
+    assert metric(app, "Labelled drawings") == "25"
+    predicted = Classifier(trained_run.onnx_path).predict_proba(
+        normalize(flatten(mnist.x_valid[:25]))).argmax(axis=1)
+    expected = (predicted == mnist.y_valid[:25]).mean()
+    assert metric(app, "Accuracy on drawings") == f"{expected:.1%}"
+    assert metric(app, "Accuracy on MNIST validation") == f"{trained_run.val_accuracy:.1%}"
+    assert any("the **20** drawings, with **5** held out" in m.value for m in app.markdown)
+    next(b for b in app.button if b.label == "Delete this drawing").click().run()
+    assert drawings_db.count() == 24 and metric(app, "Labelled drawings") == "24"
+
+
+def test_class_drawings_empty_off_and_corrupt(with_trained_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("MNIST_DRAWINGS_DB", str(tmp_path / "none.db"))
+    monkeypatch.setenv("MNIST_COLLECT_DRAWINGS", "0")
+    app = run_page("pages/4_Class_drawings.py")
+    assert "turned off" in app.info[0].value and "No labelled drawings yet" in app.info[1].value
+    (tmp_path / "bad.db").write_bytes(b"garbage" * 500)
+    monkeypatch.setenv("MNIST_DRAWINGS_DB", str(tmp_path / "bad.db"))
+    app = run_page("pages/4_Class_drawings.py")
+    assert "bad.db: the drawings database is corrupt" in app.error[0].value
