@@ -141,6 +141,15 @@ def keras_code(config: TrainConfig) -> str:
             f"x_train, y_train = x_train[keep], y_train[keep]\n"
         )
     validation = ",\n    validation_data=(x_valid, y_valid)," if config.validation else ","
+    if config.augment:
+        layer_lines = (
+            "    # Augmentation: active only while training\n"
+            "    layers.Reshape((28, 28, 1)),\n"
+            "    layers.RandomTranslation(0.1, 0.1, fill_mode='constant'),\n"
+            "    layers.RandomRotation(0.05, fill_mode='constant'),\n"
+            "    layers.RandomZoom((-0.15, 0.15), fill_mode='constant'),\n"
+            "    layers.Flatten(),\n" + layer_lines
+        )
     precision = {
         "float32": "",
         "mixed_bfloat16": 'keras.mixed_precision.set_global_policy("mixed_bfloat16")\n',

@@ -41,6 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     bounded("train_size", int, "how many training images to use")
     bounded("seed", int, "random seed")
     parser.add_argument("--precision", choices=PRECISIONS, default=defaults.precision)
+    parser.add_argument("--augment", action="store_true",
+                        help="random shifts, rotations, scale and stroke width in every batch")
     parser.add_argument("--notebook", action="store_true",
                         help="the notebook's own settings: batch 32, RMSprop 0.001, float32")
     parser.add_argument("--models-dir", default=None,

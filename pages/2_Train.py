@@ -20,7 +20,8 @@ manager = ui.job_manager()
 
 defaults = TrainConfig()
 for name, value in defaults.to_dict().items():
-    st.session_state.setdefault(f"train_{name}", value)
+    if name != "fine_tune_from":  # fine-tuning starts from the Class drawings page
+        st.session_state.setdefault(f"train_{name}", value)
 
 
 def bounds_help(name: str) -> str:
@@ -34,7 +35,8 @@ with settings:
     if st.button("Use the notebook's settings (batch 32, RMSprop)",
                  help="The workshop notebook's exact fit: slower, same network"):
         for name, value in TrainConfig.notebook().to_dict().items():
-            st.session_state[f"train_{name}"] = value
+            if name != "fine_tune_from":
+                st.session_state[f"train_{name}"] = value
     model = st.selectbox("Model", MODELS, key="train_model", format_func=MODEL_LABELS.get)
     left, right = st.columns(2)
     epochs = left.slider("Epochs", *BOUNDS["epochs"], key="train_epochs",
@@ -52,12 +54,14 @@ with settings:
                                help="auto = bfloat16 mixed precision where the CPU supports it")
     lr_schedule = right.checkbox("Warm-up + cosine LR schedule", key="train_lr_schedule")
     validation = right.checkbox("Validate every epoch", key="train_validation")
+    augment = right.checkbox("Augment (shift, rotate, scale, stroke width)", key="train_augment",
+                             help="random variations of each batch: holds up better on drawings")
 
 try:
     config = TrainConfig(model=model, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                          learning_rate=learning_rate, lr_schedule=lr_schedule,
                          validation=validation, train_size=train_size, seed=seed,
-                         precision=precision)
+                         precision=precision, augment=augment)
 except ValueError as exc:  # the widgets' bounds are the config's, so this is a safety net
     st.error(str(exc))
     st.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import streamlit as st
 
 from mnist_core.config import TrainConfig
 from mnist_core.data import read_mnist
@@ -41,3 +42,13 @@ def models_dir(tmp_path, monkeypatch):
     path.mkdir()
     monkeypatch.setenv("MNIST_MODELS_DIR", str(path))
     return path
+
+
+@pytest.fixture()
+def fresh_server():
+    """A new server for AppTest: no dataset, job manager or model cached by another test."""
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield
+    st.cache_resource.clear()
+    st.cache_data.clear()

@@ -124,11 +124,21 @@ def test_truncated_file(broken):
         read_mnist(broken)
 
 
-def test_wrong_magic(broken):
-    path = broken / "t10k-images-idx3-ubyte.gz"
+def set_byte(path, offset: int, value: int) -> None:
+    """Change one byte of the uncompressed content of a .gz file."""
     raw = bytearray(gzip.decompress(path.read_bytes()))
-    raw[3] = 0x01
+    raw[offset] = value
     path.write_bytes(gzip.compress(bytes(raw)))
+
+
+def write_labels(path, labels: np.ndarray) -> None:
+    """A well-formed gzipped IDX labels file holding `labels`."""
+    header = (0x801).to_bytes(4, "big") + len(labels).to_bytes(4, "big")
+    path.write_bytes(gzip.compress(header + labels.tobytes()))
+
+
+def test_wrong_magic(broken):
+    set_byte(broken / "t10k-images-idx3-ubyte.gz", 3, 0x01)
     with pytest.raises(DatasetError, match=r"t10k-images.*wrong magic number 0x00000801"):
         read_mnist(broken)
 
@@ -141,9 +151,7 @@ def test_bad_gzip(broken):
 
 
 def test_count_mismatch(broken, mnist):
-    labels = mnist.y_valid[:9999]
-    header = (0x801).to_bytes(4, "big") + len(labels).to_bytes(4, "big")
-    (broken / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(header + labels.tobytes()))
+    write_labels(broken / "t10k-labels-idx1-ubyte.gz", mnist.y_valid[:9999])
     with pytest.raises(DatasetError, match=r"10000 images but .* 9999 labels: count mismatch"):
         read_mnist(broken)
 
@@ -151,8 +159,7 @@ def test_count_mismatch(broken, mnist):
 def test_label_out_of_range(broken, mnist):
     labels = mnist.y_valid.copy()
     labels[42] = 11
-    header = (0x801).to_bytes(4, "big") + len(labels).to_bytes(4, "big")
-    (broken / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(header + labels.tobytes()))
+    write_labels(broken / "t10k-labels-idx1-ubyte.gz", labels)
     with pytest.raises(DatasetError, match=r"label out of range, label 11 at index 42"):
         read_mnist(broken)
 
@@ -161,9 +168,8 @@ def test_checksum_mismatch_of_bundled_style_folder(tmp_path):
     folder = tmp_path / "mnist"
     shutil.copytree(data.BUNDLED_DIR, folder)
     path = folder / "t10k-labels-idx1-ubyte.gz"
-    raw = bytearray(gzip.decompress(path.read_bytes()))
-    raw[100] = (raw[100] + 1) % 10  # still a valid label: only the checksum can tell
-    path.write_bytes(gzip.compress(bytes(raw)))
+    old = gzip.decompress(path.read_bytes())[100]
+    set_byte(path, 100, (old + 1) % 10)  # still a valid label: only the checksum can tell
     with pytest.raises(DatasetError, match=r"t10k-labels-idx1-ubyte.gz: checksum mismatch"):
         read_mnist(folder)
 

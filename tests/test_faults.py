@@ -10,7 +10,6 @@ from pathlib import Path
 
 import e2e
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from mnist_core import runs
@@ -142,15 +141,6 @@ def test_closing_the_tab_keeps_training_and_another_visitor_stops_it(models_with
     assert run.status == "stopped"
 
 
-@pytest.fixture()
-def fresh_server():
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield
-    st.cache_resource.clear()
-    st.cache_data.clear()
-
-
 def test_junk_in_the_models_folder_is_listed_as_skipped(models_with_a_run, trained_run,
                                                         monkeypatch, fresh_server):
     models = models_with_a_run
@@ -198,3 +188,31 @@ def test_nothing_a_visitor_can_do_loads_outside_code():
     loads = [name for name, code in text.items() if "load_model(" in code]
     assert loads == ["worker.py"] and "safe_mode=True" in text["worker.py"]
     assert ModelStore(os.devnull).get("../../etc") is None
+
+
+def test_a_corrupt_drawings_database_does_not_stop_drawing(models_with_a_run, tmp_path,
+                                                           browser):
+    bad = tmp_path / "drawings.db"
+    bad.write_bytes(b"not a database " * 300)
+    server = e2e.AppServer(models_with_a_run, tmp_path / "server.log",
+                           env={"MNIST_DRAWINGS_DB": str(bad)}).start()
+    try:
+        page = new_page(browser)
+        e2e.open_page(page, f"{server.url}/Draw")
+        page.locator("canvas.upper-canvas").wait_for()
+        e2e.draw(page, 7)
+        e2e.prediction(page).wait_for(timeout=30000)
+        page.get_by_role("button", name="Yes, it is a").click()
+        page.get_by_text("Your label was not saved").wait_for(timeout=30000)
+        page.get_by_text("the drawings database is corrupt").wait_for()
+        # Predicting goes on.
+        e2e.clear_canvas(page)
+        e2e.prediction(page).wait_for(state="detached", timeout=30000)
+        e2e.draw(page, 1)
+        e2e.prediction(page).wait_for(timeout=30000)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        e2e.open_page(page, f"{server.url}/Class_drawings")
+        page.get_by_text("the drawings database is corrupt").wait_for()
+        assert page.errors == []
+    finally:
+        server.stop()

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from mnist_core.config import BOUNDS
@@ -27,13 +26,8 @@ def run_page(path: str) -> AppTest:
 
 
 @pytest.fixture(autouse=True)
-def fresh_server():
-    """Each test is a new server: no dataset, job manager or model cached from another."""
-    st.cache_resource.clear()
-    st.cache_data.clear()
+def _each_test_is_a_new_server(fresh_server):
     yield
-    st.cache_resource.clear()
-    st.cache_data.clear()
 
 
 @pytest.fixture()
