@@ -111,7 +111,6 @@ class JobManager:
         self.env = dict(env or {})
         self._lock = threading.RLock()
         self._job: _Job | None = None
-        self._finished_callbacks: list = []
         atexit.register(self.shutdown)
 
     def start(self, config: TrainConfig, parent: str | None = None) -> str:
@@ -181,10 +180,6 @@ class JobManager:
         with self._lock:
             return self._job.process.pid if self._job else None
 
-    def on_finished(self, callback) -> None:
-        """Call `callback(snapshot)` (in the monitor thread) each time a job ends."""
-        self._finished_callbacks.append(callback)
-
     def shutdown(self) -> None:
         """Stop a running worker when this process exits; it would have nobody to report to."""
         with self._lock:
@@ -194,18 +189,15 @@ class JobManager:
                 job.process.wait()
 
     def _monitor(self, job: _Job) -> None:
+        """Follow the job even when nobody watches: hangs are caught and the log file closed."""
         while True:
             time.sleep(0.5)
             with self._lock:
                 if self._job is not job:
                     return
                 self._refresh()
-                if job.state in ACTIVE:
-                    continue
-                snap = self._snapshot()
-            for callback in self._finished_callbacks:
-                callback(snap)
-            return
+                if job.state not in ACTIVE:
+                    return
 
     def _refresh(self) -> None:
         job = self._job

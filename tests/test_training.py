@@ -197,3 +197,18 @@ def test_cnn_trains_and_serves_the_same_predictions(tmp_path, mnist):
     keras_probabilities = load_keras_model(run.keras_path).predict(x, verbose=0)
     np.testing.assert_allclose(Classifier(run.onnx_path).predict_proba(x), keras_probabilities,
                                atol=1e-5)
+
+
+def test_augmentation_varies_digits_but_keeps_them_digits(mnist):
+    import tensorflow as tf
+
+    from mnist_core.worker import augmenter
+
+    x = normalize(flatten(mnist.x_valid[:256]))
+    out = augmenter(tf, seed=1)(tf.constant(x)).numpy()
+    assert out.shape == x.shape and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    changed = np.abs(out - x).sum(axis=1) > 1.0
+    assert changed.mean() > 0.9  # almost every image moved, turned, scaled or changed stroke
+    ink_ratio = out.sum(axis=1) / x.sum(axis=1)
+    assert 0.4 < np.median(ink_ratio) < 2.0  # still a digit's worth of ink, not blank or solid
