@@ -37,7 +37,7 @@ def dataset() -> Mnist:
             "To fix it: point the `MNIST_DATA` environment variable at a folder holding the "
             "four MNIST IDX files (`train-images-idx3-ubyte[.gz]` and the three others) or at "
             f"a Keras `mnist.npz`, or unset it to use the copy shipped in `{BUNDLED_DIR}`. "
-            "Then restart the app."
+            "Then reload this page."
         )
         st.stop()
 

@@ -99,8 +99,8 @@ if controls[3].button("Random", icon=":material/casino:", width="stretch"):
     st.session_state.explore_page = int(np.random.default_rng().integers(pages))
 page = st.session_state.explore_page % pages
 shown = tuple(int(i) for i in pool[page * GRID_SIZE:(page + 1) * GRID_SIZE])
-st.caption(f"{split} images {shown[0]}-{shown[-1]} · page {page + 1} of {pages} · "
-           f"{len(pool):,} images{'' if digit == 'all' else f' of the digit {digit}'}")
+st.caption(f"page {page + 1} of {pages} · {len(pool):,} {split} images"
+           f"{'' if digit == 'all' else f' of the digit {digit}'} · first index {shown[0]}")
 st.image(grid_png(split, shown))
 
 st.header("How many of each digit")
