@@ -20,6 +20,11 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_label() -> str:
+    """'AMD EPYC (2 cores)'."""
+    return f"{cpu_name()} ({os.cpu_count()} cores)"
+
+
 def cpu_has_bf16() -> bool:
     """Native bfloat16 matrix instructions (AVX-512 BF16 or AMX), where mixed precision pays."""
     try:
@@ -48,4 +53,4 @@ def training_device() -> str:
     gpus = gpu_names()
     if gpus:
         return "GPU: " + ", ".join(gpus)
-    return f"CPU: {cpu_name()} ({os.cpu_count()} cores)"
+    return f"CPU: {cpu_label()}"

@@ -42,6 +42,10 @@ ARCHITECTURES: dict[str, list[Layer]] = {
 }
 
 
+# TrainConfig.optimizer -> its class in keras.optimizers
+OPTIMIZER_CLASSES = {"adam": "Adam", "rmsprop": "RMSprop", "sgd": "SGD"}
+
+
 def layers_of(model: str) -> list[Layer]:
     return ARCHITECTURES[model]
 
@@ -107,7 +111,7 @@ def _format_kwargs(kwargs: dict) -> str:
 
 def optimizer_code(config: TrainConfig) -> str:
     """The Python expression that builds this config's optimizer (and its LR schedule)."""
-    name = {"adam": "Adam", "rmsprop": "RMSprop", "sgd": "SGD"}[config.optimizer]
+    name = OPTIMIZER_CLASSES[config.optimizer]
     if not config.lr_schedule:
         return f"keras.optimizers.{name}(learning_rate={config.learning_rate!r})"
     total = config.epochs * config.steps_per_epoch()

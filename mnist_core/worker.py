@@ -24,9 +24,9 @@ import numpy as np  # noqa: E402
 from mnist_core import runs  # noqa: E402
 from mnist_core.config import TrainConfig  # noqa: E402
 from mnist_core.data import categorize, flatten, normalize, read_mnist  # noqa: E402
-from mnist_core.devices import cpu_has_bf16, cpu_name  # noqa: E402
+from mnist_core.devices import cpu_has_bf16, cpu_label, cpu_name  # noqa: E402
 from mnist_core.evaluate import evaluation  # noqa: E402
-from mnist_core.models import layers_of, warmup_steps  # noqa: E402
+from mnist_core.models import OPTIMIZER_CLASSES, layers_of, warmup_steps  # noqa: E402
 
 # How often batch metrics are written: enough for a smooth live chart, few enough lines
 # that a 9375-batch notebook-style run stays a small file.
@@ -66,7 +66,7 @@ def setup_devices(tf):
         kind, label = "CPU", f"{cpu_name()} as {logical_cpus} logical devices"
     else:
         devices = ["CPU:0"]
-        kind, label = "CPU", f"{cpu_name()} ({os.cpu_count()} cores)"
+        kind, label = "CPU", cpu_label()
     if len(devices) > 1:
         strategy = tf.distribute.MirroredStrategy(devices=[f"/{d}" for d in devices])
     else:
@@ -108,8 +108,8 @@ def build_optimizer(keras, config: TrainConfig):
             warmup_target=config.learning_rate,
             warmup_steps=warmup_steps(config),
         )
-    optimizer = {"adam": "Adam", "rmsprop": "RMSprop", "sgd": "SGD"}[config.optimizer]
-    return getattr(keras.optimizers, optimizer)(learning_rate=learning_rate)
+    return getattr(keras.optimizers, OPTIMIZER_CLASSES[config.optimizer])(
+        learning_rate=learning_rate)
 
 
 def training_dataset(tf, x_train: np.ndarray, y_train: np.ndarray, config: TrainConfig):

@@ -1,5 +1,7 @@
 """Class drawings: how the model does on what people actually draw, and fine-tuning on it."""
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -96,10 +98,11 @@ else:
 
 with st.expander("Export or delete drawings (for the teacher)"):
     exports = st.columns(2)
-    exports[0].download_button("Download as mnist.npz", export_npz(drawings),
+    # Built only when clicked: the page reruns often, downloads are rare.
+    exports[0].download_button("Download as mnist.npz", partial(export_npz, drawings),
                                file_name="drawings-mnist.npz", mime="application/octet-stream",
                                help="Keras format: held-out drawings as x_test / y_test")
-    exports[1].download_button("Download as IDX files (zip)", export_idx_zip(drawings),
+    exports[1].download_button("Download as IDX files (zip)", partial(export_idx_zip, drawings),
                                file_name="drawings-idx.zip", mime="application/zip",
                                help="the same format as MNIST's own files")
     ids = drawings.ids.tolist()
