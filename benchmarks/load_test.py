@@ -1,13 +1,22 @@
 """A class at once: visitors drawing on /Draw while a training runs from /Train.
 
-    python benchmarks/load_test.py [--visitors 10] [--seconds 60]
+    python benchmarks/load_test.py [--visitors 10] [--wire-visitors 0] [--seconds 60]
+                                   [--no-training]
 
 Starts the app on a free port with a fresh models folder, trains the default model once
 alone (through the Train page) for a baseline, then opens N independent Chromium contexts
-on /Draw, each clearing the canvas, drawing a digit and waiting for the Prediction about
-once a second, while one more context starts the same training. Prints errors seen on any
-page, mouse-up -> Prediction latency (median, p95), the training's slowdown and the
-server's resident memory. tests/test_load.py runs a small version with 0 errors asserted.
+on /Draw, each clearing the canvas, drawing a digit and waiting for the Prediction every
+second or so, while one more context starts the same training. `--wire-visitors M` adds
+visitors without a browser (tests/wire.py: Streamlit's websocket protocol, sending what the
+canvas sends), to measure the server's share alone. Prints errors seen on any
+page, mouse-up -> Prediction latency (median, p95), the training's slowdown, the server's
+resident memory, and how the machine's CPU was shared between the server, the training and
+the simulated browsers (which, in a real class, run on the visitors' own computers).
+tests/test_load.py runs a small version with 0 errors asserted.
+
+The latency is timed by each page itself: from the canvas's mouse-up event to the moment the
+Prediction element is in the page, on the page's own clock, so delays of the test driver
+are not counted.
 """
 
 from __future__ import annotations
@@ -15,6 +24,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import random
 import statistics
 import sys
 import tempfile
@@ -27,40 +38,154 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 import e2e  # noqa: E402
+import wire  # noqa: E402
 
 from mnist_core.store import ModelStore  # noqa: E402
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[int(q * (len(ordered) - 1))] if ordered else float("nan")
+
+
+def _latency_line(label: str, latencies: list[float]) -> str:
+    if not latencies:
+        return f"  {label}: none"
+    return (f"  {label}: median {statistics.median(latencies):.3f} s   p95 "
+            f"{percentile(latencies, 0.95):.3f} s   max {max(latencies):.3f} s")
 
 
 @dataclass
 class LoadResult:
     visitors: int
     seconds: float
+    wire_visitors: int = 0
     predictions: int = 0
     per_visitor: dict[int, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
+    wire_latencies: list[float] = field(default_factory=list)
+    wire_wrong: int = 0
     errors: list[str] = field(default_factory=list)
     training_alone: float | None = None
     training_loaded: float | None = None
     server_rss_mb: list[float] = field(default_factory=list)
+    cpu_cores: dict[str, float] = field(default_factory=dict)
 
     def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[int(q * (len(ordered) - 1))] if ordered else float("nan")
+        return percentile(self.latencies, q)
 
     def report(self) -> str:
+        who = [f"{self.visitors} visitors in Chromium"] if self.visitors else []
+        if self.wire_visitors:
+            who.append(f"{self.wire_visitors} visitors without a browser")
         lines = [
-            f"{self.visitors} visitors drawing for {self.seconds:.0f} s, one training running",
-            f"  predictions: {self.predictions}   errors: {len(self.errors)}",
-            f"  mouse-up -> Prediction: median {statistics.median(self.latencies or [0]):.3f} s"
-            f"   p95 {self.percentile(0.95):.3f} s   max {max(self.latencies or [0]):.3f} s",
+            f"{' + '.join(who)} drawing for {self.seconds:.0f} s"
+            + (", one training running" if self.training_loaded else ""),
+            f"  predictions: {self.predictions + len(self.wire_latencies)}"
+            f"   errors: {len(self.errors)}",
         ]
+        if self.visitors:
+            lines.append(_latency_line("Chromium, mouse-up -> Prediction", self.latencies))
+        if self.wire_visitors:
+            lines.append(_latency_line("no browser, drawing sent -> Prediction received",
+                                       self.wire_latencies))
+            lines.append(f"    the canvas's own {CANVAS_SEND_DELAY} s wait after mouse-up comes"
+                         f" on top; {self.wire_wrong} of {len(self.wire_latencies)}"
+                         " predictions were not the digit drawn")
         if self.training_alone and self.training_loaded:
             lines.append(f"  training fit: alone {self.training_alone:.1f} s, under load "
                          f"{self.training_loaded:.1f} s ({self.training_loaded / self.training_alone:.1f}x)")
         if self.server_rss_mb:
             lines.append(f"  server resident memory: max {max(self.server_rss_mb):.0f} MB")
+        if self.cpu_cores:
+            shares = "   ".join(f"{name} {cores:.2f}" for name, cores in self.cpu_cores.items())
+            lines.append(f"  CPU cores used (machine has {os.cpu_count()}): {shares}")
+            if self.predictions:
+                per = self.cpu_cores["browsers"] * self.seconds / self.predictions
+                lines.append(f"  browsers' CPU per prediction: {per:.2f} s")
         lines += [f"  error: {e}" for e in self.errors[:10]]
         return "\n".join(lines)
+
+
+class CpuMeter:
+    """CPU time used by the server, its training worker, the browsers and the test driver.
+
+    Sampled from /proc about once a second so that processes which end (the training worker,
+    closed browser contexts) keep the time they used."""
+
+    def __init__(self, server_pid: int):
+        self.server_pid = server_pid
+        self.used: dict[int, tuple[str, float]] = {}
+        self.start: dict[int, float] = {}
+        self.started_at = time.monotonic()
+        self.lock = threading.Lock()
+
+    def _group(self, pid: int, server_tree: set[int]) -> str:
+        command = e2e.command_line(pid)
+        if pid in server_tree:
+            return "training" if "mnist_core.worker" in command else "server"
+        return "browsers" if "chrom" in Path(command.split(" ", 1)[0]).name else "test driver"
+
+    def sample(self) -> None:
+        with self.lock:
+            server_tree = set(e2e.descendants(self.server_pid))
+            for pid in e2e.descendants(os.getpid()):
+                group, before = self.used.get(pid, (None, 0.0))
+                self.used[pid] = (group or self._group(pid, server_tree),
+                                  max(before, e2e.cpu_seconds(pid)))
+
+    def mark(self) -> None:
+        """Count from now on."""
+        self.sample()
+        self.start = {pid: seconds for pid, (_, seconds) in self.used.items()}
+        self.started_at = time.monotonic()
+
+    def cores(self) -> dict[str, float]:
+        """Average number of cores each group used since `mark()`."""
+        self.sample()
+        elapsed = time.monotonic() - self.started_at
+        totals = dict.fromkeys(["server", "training", "browsers", "test driver"], 0.0)
+        for pid, (group, seconds) in self.used.items():
+            totals[group] += seconds - self.start.get(pid, 0.0)
+        return {group: total / elapsed for group, total in totals.items()}
+
+
+class Pace:
+    """A digit every second or so (0.8-1.2 s), each visitor starting at its own moment, as in
+    a class: visitors in lockstep would all hit the server in the same millisecond."""
+
+    def __init__(self, number: int):
+        self.random = random.Random(number)
+
+    async def arrive(self) -> None:
+        await asyncio.sleep(self.random.uniform(0.0, 1.0))
+
+    async def next_drawing(self, started: float) -> None:
+        await asyncio.sleep(max(0.0, self.random.uniform(0.8, 1.2) - (time.time() - started)))
+
+
+# streamlit-drawable-canvas 0.13 sends a drawing 200 ms after the last change (`Bc = 200`).
+CANVAS_SEND_DELAY = 0.2
+
+# Runs in each visitor's page: times mouse-up -> Prediction in the page itself.
+LATENCY_PROBE = """() => {
+  const probe = window.mnistProbe = {mouseUp: performance.now()};
+  addEventListener("mouseup", () => { probe.mouseUp = performance.now(); }, true);
+  const shown = () => [...document.querySelectorAll('[data-testid="stMetric"]')]
+    .some((metric) => metric.textContent.includes("Prediction"));
+  probe.until = (present, timeout) => new Promise((resolve, reject) => {
+    const done = () => resolve((performance.now() - probe.mouseUp) / 1000);
+    if (shown() === present) return done();
+    const observer = new MutationObserver(() => {
+      if (shown() === present) { observer.disconnect(); clearTimeout(timer); done(); }
+    });
+    const timer = setTimeout(() => {
+      observer.disconnect();
+      reject(new Error(`no ${present ? "Prediction" : "cleared canvas"} in ${timeout} ms`));
+    }, timeout);
+    observer.observe(document.body, {childList: true, subtree: true, characterData: true});
+  });
+}"""
 
 
 async def _open(context, url):
@@ -76,20 +201,28 @@ async def _exceptions(page) -> list[str]:
     return await page.locator('[data-testid="stException"]').all_inner_texts()
 
 
-async def visitor(browser, url: str, number: int, until: float, result: LoadResult) -> None:
+async def open_draw_page(browser, url: str):
     context = await browser.new_context(viewport={"width": 1300, "height": 1100})
+    page = await _open(context, f"{url}/Draw")
+    await page.locator("canvas.upper-canvas").wait_for(timeout=60000)
+    await page.evaluate(LATENCY_PROBE)
+    return page
+
+
+async def visitor(page, number: int, until: float, result: LoadResult) -> None:
+    """Clear, draw a digit, wait for the Prediction; about once a second until `until`."""
     try:
-        page = await _open(context, f"{url}/Draw")
         canvas = page.locator("canvas.upper-canvas")
-        await canvas.wait_for(timeout=60000)
+        reset = page.locator('button[title="Reset canvas & history"]')
         digits = list(e2e.DIGIT_STROKES)
         turn = 0
+        pace = Pace(number)
+        await pace.arrive()
         while time.time() < until:
             started = time.time()
-            prediction = page.locator('[data-testid="stMetric"]', has_text="Prediction")
-            if await prediction.count():
-                await page.get_by_role("button", name="Reset canvas & history").click()
-                await prediction.wait_for(state="detached", timeout=15000)
+            if turn:
+                await reset.click()
+                await page.evaluate("window.mnistProbe.until(false, 15000)")
             box = await canvas.bounding_box()
             for stroke in e2e.DIGIT_STROKES[digits[(number + turn) % len(digits)]]:
                 (x, y), rest = stroke[0], stroke[1:]
@@ -98,23 +231,21 @@ async def visitor(browser, url: str, number: int, until: float, result: LoadResu
                 for x, y in rest:
                     await page.mouse.move(box["x"] + x, box["y"] + y, steps=2)
                 await page.mouse.up()
-            mouse_up = time.perf_counter()
             try:
-                await prediction.wait_for(timeout=15000)
-                result.latencies.append(time.perf_counter() - mouse_up)
+                result.latencies.append(await page.evaluate("window.mnistProbe.until(true, 15000)"))
                 result.predictions += 1
                 result.per_visitor[number] = result.per_visitor.get(number, 0) + 1
             except Exception as exc:  # a timeout is an error the class would see
-                result.errors.append(f"visitor {number}: no prediction ({type(exc).__name__})")
+                result.errors.append(f"visitor {number}: {str(exc).splitlines()[0]}")
             for text in await _exceptions(page):
                 result.errors.append(f"visitor {number}: {text.splitlines()[0]}")
             turn += 1
-            await asyncio.sleep(max(0.0, 1.0 - (time.time() - started)))
+            await pace.next_drawing(started)
         result.errors.extend(page.errors)
     except Exception as exc:
         result.errors.append(f"visitor {number}: {type(exc).__name__}: {exc}")
     finally:
-        await context.close()
+        await page.context.close()
 
 
 async def teacher_trains(browser, url: str, models_dir: Path, result: LoadResult) -> bool:
@@ -143,13 +274,34 @@ async def teacher_trains(browser, url: str, models_dir: Path, result: LoadResult
         await context.close()
 
 
+async def wire_visitor(url: str, number: int, until: float, result: LoadResult) -> None:
+    """A visitor without a browser: clear, send a drawn digit, read the Prediction; once a second."""
+    try:
+        async with wire.DrawVisitor(url) as session:
+            digits = list(e2e.DIGIT_STROKES)
+            turn = 0
+            pace = Pace(number)
+            await pace.arrive()
+            while time.time() < until:
+                started = time.time()
+                digit = digits[(number + turn) % len(digits)]
+                await session.clear()
+                prediction, seconds = await session.draw(digit)
+                result.wire_latencies.append(seconds)
+                result.wire_wrong += prediction != str(digit)
+                turn += 1
+                await pace.next_drawing(started)
+    except Exception as exc:
+        result.errors.append(f"visitor {number} (no browser): {type(exc).__name__}: {exc}")
+
+
 def newest_fit_seconds(models_dir: Path) -> float | None:
     scan = ModelStore(models_dir).scan()
     return scan.usable[0].record["fit_seconds"] if scan.usable else None
 
 
-async def _load(url: str, models_dir: Path, visitors: int, seconds: float, train: bool,
-                result: LoadResult) -> None:
+async def _load(url: str, models_dir: Path, visitors: int, wire_visitors: int, seconds: float,
+                train: bool, result: LoadResult, meter: CpuMeter) -> None:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
@@ -157,35 +309,46 @@ async def _load(url: str, models_dir: Path, visitors: int, seconds: float, train
         # The Draw page needs a model; training it alone also gives the baseline.
         await teacher_trains(browser, url, models_dir, result)
         result.training_alone = newest_fit_seconds(models_dir)
+        pages = await asyncio.gather(*[open_draw_page(browser, url) for _ in range(visitors)],
+                                     return_exceptions=True)
+        result.errors += [f"visitor {i}: {type(page).__name__}: {page}"
+                          for i, page in enumerate(pages) if isinstance(page, BaseException)]
         until = time.time() + seconds
-        tasks = [visitor(browser, url, i, until, result) for i in range(visitors)]
+        meter.mark()
+        tasks = [visitor(page, i, until, result) for i, page in enumerate(pages)
+                 if not isinstance(page, BaseException)]
+        tasks += [wire_visitor(url, visitors + i, until, result) for i in range(wire_visitors)]
         if train:
             tasks.append(teacher_trains(browser, url, models_dir, result))
         await asyncio.gather(*tasks)
+        result.cpu_cores = meter.cores()
         if train:
             result.training_loaded = newest_fit_seconds(models_dir)
         await browser.close()
 
 
-def run_load(visitors: int, seconds: float, train: bool = True,
-             work_dir: Path | None = None) -> LoadResult:
+def run_load(visitors: int, seconds: float, train: bool = True, work_dir: Path | None = None,
+             wire_visitors: int = 0) -> LoadResult:
     """Start the app, run the load, stop the app; everything lives in `work_dir`."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(work_dir or tmp)
         models = work / "models"
         models.mkdir(parents=True, exist_ok=True)
         server = e2e.AppServer(models, work / "streamlit.log").start()
-        result = LoadResult(visitors, seconds)
+        result = LoadResult(visitors, seconds, wire_visitors)
+        meter = CpuMeter(server.process.pid)
         sampling = threading.Event()
 
-        def sample_memory():
+        def sample():
             while not sampling.wait(1.0):
                 result.server_rss_mb.append(server.rss_mb())
+                meter.sample()
 
-        sampler = threading.Thread(target=sample_memory, daemon=True)
+        sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         try:
-            asyncio.run(_load(server.url, models, visitors, seconds, train, result))
+            asyncio.run(_load(server.url, models, visitors, wire_visitors, seconds, train, result,
+                              meter))
         finally:
             sampling.set()
             server.stop()
@@ -194,11 +357,16 @@ def run_load(visitors: int, seconds: float, train: bool = True,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--visitors", type=int, default=10)
+    parser.add_argument("--visitors", type=int, default=10, help="visitors in Chromium")
+    parser.add_argument("--wire-visitors", type=int, default=0,
+                        help="visitors without a browser (Streamlit's websocket protocol)")
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--no-training", action="store_true",
+                        help="visitors only, no training while they draw")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args()
-    result = run_load(args.visitors, args.seconds)
+    result = run_load(args.visitors, args.seconds, train=not args.no_training,
+                      wire_visitors=args.wire_visitors)
     print(result.report())
     if args.json:
         print(json.dumps({
@@ -206,8 +374,12 @@ def main() -> None:
             "errors": len(result.errors),
             "latency_median": statistics.median(result.latencies or [0]),
             "latency_p95": result.percentile(0.95),
+            "wire_visitors": result.wire_visitors,
+            "wire_latency_median": statistics.median(result.wire_latencies or [0]),
+            "wire_latency_p95": percentile(result.wire_latencies, 0.95),
             "training_alone": result.training_alone, "training_loaded": result.training_loaded,
             "server_rss_max_mb": max(result.server_rss_mb or [0]),
+            "cpu_cores": result.cpu_cores,
         }))
     sys.exit(1 if result.errors else 0)
 

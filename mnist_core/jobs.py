@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -124,13 +125,22 @@ class JobManager:
                 )
             run_id = runs.new_run_id()
             run_dir = self.store.root / run_id
-            run_dir.mkdir(parents=True)
-            runs.atomic_write_json(run_dir / runs.CONFIG, {**config.to_dict(), "parent": parent})
-            if config.fine_tune_from:
-                # The run keeps the drawings it learns from: deleting drawings while it
-                # trains changes nothing, and the run can be reproduced later.
-                snapshot = DrawingStore().load()
-                runs.atomic_write_bytes(run_dir / runs.DRAWINGS, snapshot.to_npz())
+            # Prepared under a hidden name and renamed, so a scan never sees a run folder
+            # without its config.
+            preparing = self.store.root / f".{run_id}"
+            preparing.mkdir(parents=True)
+            try:
+                runs.atomic_write_json(preparing / runs.CONFIG,
+                                       {**config.to_dict(), "parent": parent})
+                if config.fine_tune_from:
+                    # The run keeps the drawings it learns from: deleting drawings while it
+                    # trains changes nothing, and the run can be reproduced later.
+                    snapshot = DrawingStore().load()
+                    runs.atomic_write_bytes(preparing / runs.DRAWINGS, snapshot.to_npz())
+                preparing.rename(run_dir)
+            except BaseException:
+                shutil.rmtree(preparing, ignore_errors=True)
+                raise
             log_file = open(run_dir / runs.STDERR, "wb")
             env = {**os.environ, **self.env}
             env["PYTHONPATH"] = os.pathsep.join(

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import io
+from html import escape
+
 import altair as alt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from PIL import Image
 
 from mnist_core.data import NUM_CLASSES
 
@@ -206,6 +211,32 @@ def probabilities_html(probabilities: np.ndarray, height: int = 150) -> str:
     return (f'<div role="img" aria-label="probability of each digit" '
             f'style="display:flex;gap:4px;height:{height + 24}px;'
             f'border-bottom:1px solid #ddd">{"".join(bars)}</div>')
+
+
+def png_data_uri(image: np.ndarray) -> str:
+    """A grayscale uint8 image as an inline PNG (`data:` URI): no file for the server to keep
+    and no extra request for the browser."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(image, np.uint8)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def images_html(images: list[tuple[np.ndarray, str]], width: int = 120) -> str:
+    """A row of small images with captions, each enlarged by the browser with crisp pixels.
+
+    The Draw page shows the MNIST steps after every stroke of every visitor; sent inline at
+    their own size (28x28 is ~200 bytes), they cost the server and the browser next to nothing.
+    """
+    figures = [
+        f'<figure style="margin:0;width:{width}px">'
+        f'<img src="{png_data_uri(image)}" alt="{escape(caption)}" '
+        f'style="width:{width}px;height:{width}px;object-fit:contain;background:#000;'
+        f'display:block{";image-rendering:pixelated" if max(image.shape) < width else ""}">'
+        f'<figcaption style="font-size:0.8rem;color:#555;margin-top:4px">{escape(caption)}'
+        f'</figcaption></figure>'
+        for image, caption in images
+    ]
+    return f'<div style="display:flex;flex-wrap:wrap;gap:12px">{"".join(figures)}</div>'
 
 
 def upscale(image: np.ndarray, size: int = 112) -> np.ndarray:

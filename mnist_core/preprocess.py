@@ -48,14 +48,14 @@ def to_grayscale(rgba: np.ndarray) -> np.ndarray:
 
     A transparent canvas background then reads as black, like MNIST's background.
     """
-    rgba = np.asarray(rgba)
+    rgba = np.ascontiguousarray(rgba)
     if rgba.ndim == 2:
         return rgba.astype(np.uint8)
-    rgb = rgba[..., :3].astype(np.float32)
-    gray = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
-    if rgba.shape[-1] == 4:
-        gray *= rgba[..., 3].astype(np.float32) / 255.0
-    return np.clip(gray + 0.5, 0, 255).astype(np.uint8)
+    # PIL's "L" conversion is ITU-R 601-2 luma (0.299 R + 0.587 G + 0.114 B), in C.
+    gray = np.asarray(Image.fromarray(rgba[..., :3].astype(np.uint8, copy=False)).convert("L"))
+    if rgba.shape[-1] == 4 and (alpha := rgba[..., 3]).min() < 255:
+        gray = ((gray.astype(np.uint16) * alpha + 127) // 255).astype(np.uint8)
+    return gray
 
 
 def ink_box(gray: np.ndarray, threshold: int = INK_THRESHOLD) -> tuple[int, int, int, int] | None:

@@ -61,17 +61,14 @@ st.session_state.setdefault("draw_show_naive", False)
 def show_steps(steps) -> None:
     st.subheader("From your drawing to what the model sees")
     images, text = st.columns([4, 2])
-    images.image(
-        [plots.upscale(image, 120) for image in
-         (steps.grayscale, steps.cropped, steps.fitted, steps.centered)],
-        caption=[
-            f"1. grayscale {steps.grayscale.shape[1]}x{steps.grayscale.shape[0]}",
-            f"2. cropped to the ink {steps.cropped.shape[1]}x{steps.cropped.shape[0]}",
-            f"3. fitted into 20x20: {steps.fitted.shape[1]}x{steps.fitted.shape[0]}",
-            "4. centred by mass in 28x28",
-        ],
-        width=120, clamp=True,
-    )
+    with images:
+        st.html(plots.images_html([
+            (steps.grayscale, f"1. grayscale {steps.grayscale.shape[1]}x{steps.grayscale.shape[0]}"),
+            (steps.cropped,
+             f"2. cropped to the ink {steps.cropped.shape[1]}x{steps.cropped.shape[0]}"),
+            (steps.fitted, f"3. fitted into 20x20: {steps.fitted.shape[1]}x{steps.fitted.shape[0]}"),
+            (steps.centered, "4. centred by mass in 28x28"),
+        ]))
     flat = steps.centered.reshape(-1)
     first = int(np.clip(np.argmax(flat) - 1, 0, flat.size - 4))  # a few values where the ink is
     values = " ".join(str(v) for v in flat[first:first + 4])

@@ -156,6 +156,11 @@ def test_drawing_a_digit_gives_a_prediction(server, page):
     value = prediction.locator('[data-testid="stMetricValue"]').inner_text().strip()
     assert value.isdigit() and 0 <= int(value) <= 9
     page.get_by_text("From your drawing to what the model sees").wait_for()
+    # The steps are inline images at their own size, enlarged by the browser.
+    centred = page.get_by_alt_text("4. centred by mass in 28x28")
+    centred.wait_for()
+    assert centred.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [28, 28]
+    assert centred.bounding_box()["width"] == 120
     assert_no_errors(page)
     screenshot(page, "draw")
 

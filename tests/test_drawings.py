@@ -149,3 +149,16 @@ def test_fine_tune_on_drawings_is_a_normal_run_with_its_parent(trained_store, tr
     assert 0 <= tune["accuracy_before"] <= 1 and 0 <= tune["accuracy_after"] <= 1
     assert record["evaluation"]["accuracy"] > 0.9  # still an MNIST model
     assert record["config"]["augment"] is True
+
+
+def test_fine_tune_with_a_corrupt_database_is_refused_and_leaves_no_run(tmp_path, monkeypatch):
+    db = tmp_path / "drawings.db"
+    db.write_bytes(b"this is not a sqlite database at all" * 100)
+    monkeypatch.setenv("MNIST_DRAWINGS_DB", str(db))
+    models = tmp_path / "models"
+    manager = JobManager(ModelStore(models))
+    with pytest.raises(DrawingStoreError, match="corrupt"):
+        manager.start(TrainConfig(epochs=1, fine_tune_from="20260101-000000-abcd"))
+    # Nothing half-made in the models folder, not even a hidden folder.
+    assert list(models.iterdir()) == []
+    assert not manager.snapshot().active

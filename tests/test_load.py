@@ -17,3 +17,12 @@ def test_three_visitors_draw_while_a_training_runs(tmp_path):
     assert sorted(result.per_visitor) == [0, 1, 2]
     assert min(result.per_visitor.values()) >= 3
     assert result.training_alone and result.training_loaded  # both trainings finished
+
+
+def test_ten_sessions_at_once_each_get_the_digit_they_drew(tmp_path):
+    """Ten visitors without a browser (Streamlit's own protocol), drawing every second."""
+    result = run_load(visitors=0, wire_visitors=10, seconds=15, train=False, work_dir=tmp_path)
+    print(result.report())
+    assert result.errors == []
+    assert len(result.wire_latencies) >= 10 * 5  # every session kept getting predictions
+    assert result.wire_wrong == 0  # and each was the digit drawn: no mixing between sessions

@@ -1,0 +1,50 @@
+"""TCP_NODELAY on the web server's sockets (mnist_core.nodelay)."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from mnist_core.nodelay import disable_nagle_on_servers
+
+
+def nodelay(sock: socket.socket) -> bool:
+    return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+
+def test_listening_socket_and_its_connections_send_without_delay():
+    # Bound the way Streamlit binds it: protocol 0, so asyncio leaves Nagle on.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    client = socket.create_connection(listener.getsockname())
+    before, _ = listener.accept()
+    other = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # not a server: left alone
+    other.bind(("127.0.0.1", 0))
+    try:
+        assert listener.proto == 0 and not nodelay(listener) and not nodelay(before)
+        assert disable_nagle_on_servers() >= 2
+        assert nodelay(listener) and nodelay(before)  # the open connection is fixed too
+        assert not nodelay(other) and not nodelay(client)
+        late_client = socket.create_connection(listener.getsockname())
+        after, _ = listener.accept()
+        assert nodelay(after)  # later visitors inherit it from the listening socket
+        after.sendall(b"still a working socket")
+        assert late_client.recv(100) == b"still a working socket"
+        for sock in (after, late_client):
+            sock.close()
+    finally:
+        for sock in (listener, client, before, other):
+            sock.close()
+
+
+def test_it_leaves_no_file_descriptor_open(tmp_path):
+    files = [open(tmp_path / f"file-{n}", "w") for n in range(5)]  # fds that are not sockets
+    try:
+        before = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
+        for _ in range(3):
+            disable_nagle_on_servers()
+        assert sorted(int(fd) for fd in os.listdir("/proc/self/fd")) == before
+    finally:
+        for file in files:
+            file.close()

@@ -1,0 +1,137 @@
+"""A Draw-page visitor without a browser: Streamlit's own websocket protocol.
+
+It sends what the drawable canvas sends after a stroke (the drawing as a PNG data URL) and
+reads the script's output as it streams back, so the server's share of the time from a stroke
+to its Prediction can be measured with many visitors, free of the browsers' own CPU cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import time
+
+import websockets
+from e2e import DIGIT_STROKES
+from PIL import Image, ImageDraw
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+CANVAS_SIZE = 280
+STROKE_WIDTH = 20
+
+
+def canvas_png(digit: int | None) -> str:
+    """The canvas as the component sends it: opaque black, white round strokes, a data URL."""
+    image = Image.new("RGBA", (CANVAS_SIZE, CANVAS_SIZE), (0, 0, 0, 255))
+    pen = ImageDraw.Draw(image)
+    radius = STROKE_WIDTH / 2
+    for stroke in DIGIT_STROKES[digit] if digit is not None else []:
+        pen.line(stroke, fill=(255, 255, 255, 255), width=STROKE_WIDTH, joint="curve")
+        for x, y in (stroke[0], stroke[-1]):
+            pen.ellipse((x - radius, y - radius, x + radius, y + radius), fill=(255, 255, 255, 255))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def canvas_state(digit: int | None) -> str:
+    """The canvas component's widget value for a drawn digit (None: a cleared canvas)."""
+    objects = [{"type": "Path", "stroke": "#FFFFFF", "strokeWidth": STROKE_WIDTH,
+                "path": [["M", *stroke[0]], *(["L", x, y] for x, y in stroke[1:])]}
+               for stroke in (DIGIT_STROKES[digit] if digit is not None else [])]
+    raw = {"version": "7.4.0", "objects": objects, "background": "#000000"}
+    return json.dumps({"drawing": {"raw": raw, "data": canvas_png(digit)}})
+
+
+class ScriptError(RuntimeError):
+    """The page showed an exception, or the script did not finish."""
+
+
+class DrawVisitor:
+    """One session on /Draw. Use as `async with DrawVisitor(url) as visitor:`."""
+
+    def __init__(self, url: str, timeout: float = 30):
+        self.ws_url = url.replace("http://", "ws://") + "/_stcore/stream"
+        self.timeout = timeout
+        self.ws = None
+        self.page_script_hash = ""
+        self.fragment_id = ""
+        self.canvas_id = ""
+        self._states = {digit: canvas_state(digit) for digit in [None, *DIGIT_STROKES]}
+
+    async def __aenter__(self) -> DrawVisitor:
+        self.ws = await websockets.connect(self.ws_url, subprotocols=["streamlit"],
+                                           max_size=None, open_timeout=self.timeout)
+        message = BackMsg()
+        message.rerun_script.page_name = "Draw"
+        await self.ws.send(message.SerializeToString())
+        await self._until_finished()
+        if not (self.page_script_hash and self.fragment_id and self.canvas_id):
+            raise ScriptError("the Draw page did not show its canvas (is there a model?)")
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.ws.close()
+
+    async def _until_finished(self) -> tuple[str | None, float]:
+        """Read the run's output until it finishes: the Prediction shown (if any) and when."""
+        prediction, shown_at = None, 0.0
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                data = await asyncio.wait_for(self.ws.recv(), deadline - time.monotonic())
+            except (TimeoutError, ValueError):
+                raise ScriptError(f"the page did not finish in {self.timeout:.0f} s") from None
+            message = ForwardMsg()
+            message.ParseFromString(data)
+            kind = message.WhichOneof("type")
+            if kind == "navigation":
+                self.page_script_hash = message.navigation.page_script_hash
+            elif kind == "delta":
+                shown = _shown(message)
+                if shown is not None and shown.WhichOneof("type") == "exception":
+                    raise ScriptError(shown.exception.message)
+                if shown is not None and shown.WhichOneof("type") == "metric" \
+                        and shown.metric.label == "Prediction":
+                    prediction, shown_at = shown.metric.body, time.perf_counter()
+                if shown is not None and shown.WhichOneof("type") == "bidi_component" \
+                        and shown.bidi_component.id.endswith("draw_canvas"):
+                    self.canvas_id = shown.bidi_component.id
+                    self.fragment_id = message.delta.fragment_id
+            elif kind == "script_finished":
+                if message.script_finished == ForwardMsg.FINISHED_WITH_COMPILE_ERROR:
+                    raise ScriptError("the page did not compile")
+                return prediction, shown_at
+
+    async def _send_canvas(self, digit: int | None) -> None:
+        message = BackMsg()
+        rerun = message.rerun_script
+        rerun.page_script_hash = self.page_script_hash
+        rerun.fragment_id = self.fragment_id
+        widget = rerun.widget_states.widgets.add()
+        widget.id = self.canvas_id
+        widget.json_value = self._states[digit]
+        await self.ws.send(message.SerializeToString())
+
+    async def clear(self) -> None:
+        await self._send_canvas(None)
+        if (await self._until_finished())[0] is not None:
+            raise ScriptError("a cleared canvas still shows a Prediction")
+
+    async def draw(self, digit: int) -> tuple[str, float]:
+        """Send a drawn digit; return the Prediction and the seconds until it arrived."""
+        sent = time.perf_counter()
+        await self._send_canvas(digit)
+        prediction, shown_at = await self._until_finished()
+        if prediction is None:
+            raise ScriptError(f"no Prediction for a drawn {digit}")
+        return prediction, shown_at - sent
+
+
+def _shown(message: ForwardMsg):
+    """The element a delta puts on the page, or None."""
+    delta = message.delta
+    return delta.new_element if delta.WhichOneof("type") == "new_element" else None
