@@ -154,14 +154,20 @@ class Pace:
     """A digit every second or so (0.8-1.2 s), each visitor starting at its own moment, as in
     a class: visitors in lockstep would all hit the server in the same millisecond."""
 
-    def __init__(self, number: int):
+    def __init__(self, number: int, until: float):
+        self.number, self.until = number, until
         self.random = random.Random(number)
 
-    async def arrive(self) -> None:
+    async def digits(self):
+        """The digits this visitor draws, in turn, until `until`."""
         await asyncio.sleep(self.random.uniform(0.0, 1.0))
-
-    async def next_drawing(self, started: float) -> None:
-        await asyncio.sleep(max(0.0, self.random.uniform(0.8, 1.2) - (time.time() - started)))
+        digits = list(e2e.DIGIT_STROKES)
+        turn = 0
+        while time.time() < self.until:
+            started = time.time()
+            yield digits[(self.number + turn) % len(digits)]
+            turn += 1
+            await asyncio.sleep(max(0.0, self.random.uniform(0.8, 1.2) - (time.time() - started)))
 
 
 # streamlit-drawable-canvas 0.13 sends a drawing 200 ms after the last change (`Bc = 200`).
@@ -210,21 +216,17 @@ async def open_draw_page(browser, url: str):
 
 
 async def visitor(page, number: int, until: float, result: LoadResult) -> None:
-    """Clear, draw a digit, wait for the Prediction; about once a second until `until`."""
+    """Clear, draw a digit, wait for the Prediction; every second or so until `until`."""
     try:
         canvas = page.locator("canvas.upper-canvas")
         reset = page.locator('button[title="Reset canvas & history"]')
-        digits = list(e2e.DIGIT_STROKES)
-        turn = 0
-        pace = Pace(number)
-        await pace.arrive()
-        while time.time() < until:
-            started = time.time()
-            if turn:
+        drawn = False
+        async for digit in Pace(number, until).digits():
+            if drawn:
                 await reset.click()
                 await page.evaluate("window.mnistProbe.until(false, 15000)")
             box = await canvas.bounding_box()
-            for stroke in e2e.DIGIT_STROKES[digits[(number + turn) % len(digits)]]:
+            for stroke in e2e.DIGIT_STROKES[digit]:
                 (x, y), rest = stroke[0], stroke[1:]
                 await page.mouse.move(box["x"] + x, box["y"] + y)
                 await page.mouse.down()
@@ -239,8 +241,7 @@ async def visitor(page, number: int, until: float, result: LoadResult) -> None:
                 result.errors.append(f"visitor {number}: {str(exc).splitlines()[0]}")
             for text in await _exceptions(page):
                 result.errors.append(f"visitor {number}: {text.splitlines()[0]}")
-            turn += 1
-            await pace.next_drawing(started)
+            drawn = True
         result.errors.extend(page.errors)
     except Exception as exc:
         result.errors.append(f"visitor {number}: {type(exc).__name__}: {exc}")
@@ -275,22 +276,14 @@ async def teacher_trains(browser, url: str, models_dir: Path, result: LoadResult
 
 
 async def wire_visitor(url: str, number: int, until: float, result: LoadResult) -> None:
-    """A visitor without a browser: clear, send a drawn digit, read the Prediction; once a second."""
+    """A visitor without a browser: clear, send a drawn digit, read the Prediction."""
     try:
         async with wire.DrawVisitor(url) as session:
-            digits = list(e2e.DIGIT_STROKES)
-            turn = 0
-            pace = Pace(number)
-            await pace.arrive()
-            while time.time() < until:
-                started = time.time()
-                digit = digits[(number + turn) % len(digits)]
+            async for digit in Pace(number, until).digits():
                 await session.clear()
                 prediction, seconds = await session.draw(digit)
                 result.wire_latencies.append(seconds)
                 result.wire_wrong += prediction != str(digit)
-                turn += 1
-                await pace.next_drawing(started)
     except Exception as exc:
         result.errors.append(f"visitor {number} (no browser): {type(exc).__name__}: {exc}")
 
