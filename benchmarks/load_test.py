@@ -256,7 +256,7 @@ async def teacher_trains(browser, url: str, models_dir: Path, result: LoadResult
     before = len(store.scan().usable)
     try:
         page = await _open(context, f"{url}/Train")
-        await page.get_by_role("button", name="Start training").click()
+        await e2e.app_button(page, "Start training").click()
         deadline = time.time() + 600
         while len(store.scan().usable) == before:
             if time.time() > deadline:

@@ -144,6 +144,12 @@ def draw(page, digit: int = 7) -> float:
     return time.perf_counter()
 
 
+def app_button(page, name: str):
+    """A button of the app itself, not of Streamlit's toolbar (which shows "Stop" while a
+    script runs)."""
+    return page.get_by_test_id("stMainBlockContainer").get_by_role("button", name=name)
+
+
 def prediction(page):
     return page.locator('[data-testid="stMetric"]', has_text="Prediction")
 

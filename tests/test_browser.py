@@ -116,7 +116,7 @@ def test_short_training_shows_live_progress_and_finishes(server, page):
     slider.focus()
     page.keyboard.press("Home")
     page.keyboard.press("ArrowRight")  # 2 epochs
-    page.get_by_role("button", name="Start training").click()
+    e2e.app_button(page, "Start training").click()
     progress = page.locator('[data-testid="stProgress"] [role="progressbar"]')
     seen = set()
     deadline = time.time() + 180

@@ -48,7 +48,7 @@ def start_training(page, url: str, epochs_key: str = "End") -> None:
     slider = page.locator('[data-testid="stSlider"]', has_text="Epochs").get_by_role("slider")
     slider.focus()
     page.keyboard.press(epochs_key)
-    page.get_by_role("button", name="Start training").click()
+    e2e.app_button(page, "Start training").click()
 
 
 def wait_for_batches(models: Path, timeout: float = 120) -> Path:
@@ -131,7 +131,7 @@ def test_closing_the_tab_keeps_training_and_another_visitor_stops_it(models_with
         student = new_page(browser)
         e2e.open_page(student, f"{server.url}/Train")
         student.get_by_text("Training seed_mlp: epoch").wait_for(timeout=30000)
-        student.get_by_role("button", name="Stop").click()
+        e2e.app_button(student, "Stop").click()
         student.get_by_text("Training stopped").first.wait_for(timeout=60000)
         assert student.locator('[data-testid="stException"]').count() == 0
         assert student.errors == []
@@ -202,7 +202,7 @@ def test_a_corrupt_drawings_database_does_not_stop_drawing(models_with_a_run, tm
         page.locator("canvas.upper-canvas").wait_for()
         e2e.draw(page, 7)
         e2e.prediction(page).wait_for(timeout=30000)
-        page.get_by_role("button", name="Yes, it is a").click()
+        e2e.app_button(page, "Yes, it is a").click()
         page.get_by_text("Your label was not saved").wait_for(timeout=30000)
         page.get_by_text("the drawings database is corrupt").wait_for()
         # Predicting goes on.
