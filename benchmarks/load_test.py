@@ -71,9 +71,6 @@ class LoadResult:
     server_rss_mb: list[float] = field(default_factory=list)
     cpu_cores: dict[str, float] = field(default_factory=dict)
 
-    def percentile(self, q: float) -> float:
-        return percentile(self.latencies, q)
-
     def report(self) -> str:
         who = [f"{self.visitors} visitors in Chromium"] if self.visitors else []
         if self.wire_visitors:
@@ -366,7 +363,7 @@ def main() -> None:
             "visitors": result.visitors, "predictions": result.predictions,
             "errors": len(result.errors),
             "latency_median": statistics.median(result.latencies or [0]),
-            "latency_p95": result.percentile(0.95),
+            "latency_p95": percentile(result.latencies, 0.95),
             "wire_visitors": result.wire_visitors,
             "wire_latency_median": statistics.median(result.wire_latencies or [0]),
             "wire_latency_p95": percentile(result.wire_latencies, 0.95),

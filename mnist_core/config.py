@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields
 
 MODELS = ("seed_mlp", "cnn")
@@ -91,9 +90,6 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
 
     def steps_per_epoch(self) -> int:
         return -(-self.train_size // self.batch_size)

@@ -174,22 +174,6 @@ def compare_runs_chart(runs: list[tuple[str, list[dict]]], metric: str) -> alt.C
     ).properties(height=300)
 
 
-def probabilities_chart(probabilities: np.ndarray) -> alt.Chart:
-    """A bar per digit; the predicted one highlighted."""
-    top = int(np.argmax(probabilities))
-    frame = pd.DataFrame({
-        "digit": [str(d) for d in range(NUM_CLASSES)],
-        "probability": [float(p) for p in probabilities],
-        "predicted": [d == top for d in range(NUM_CLASSES)],
-    })
-    return alt.Chart(frame).mark_bar().encode(
-        x=alt.X("digit:N", axis=alt.Axis(labelAngle=0)),
-        y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1])),
-        color=alt.condition("datum.predicted", alt.value("#e4572e"), alt.value("#4c78a8")),
-        tooltip=["digit", alt.Tooltip("probability:Q", format=".2%")],
-    ).properties(height=220)
-
-
 def probabilities_html(probabilities: np.ndarray, height: int = 150) -> str:
     """The 10 probabilities as plain HTML bars, the predicted digit highlighted.
 

@@ -48,11 +48,12 @@ def to_grayscale(rgba: np.ndarray) -> np.ndarray:
 
     A transparent canvas background then reads as black, like MNIST's background.
     """
-    rgba = np.ascontiguousarray(rgba)
+    rgba = np.asarray(rgba)
     if rgba.ndim == 2:
         return rgba.astype(np.uint8)
-    # PIL's "L" conversion is ITU-R 601-2 luma (0.299 R + 0.587 G + 0.114 B), in C.
-    gray = np.asarray(Image.fromarray(rgba[..., :3].astype(np.uint8, copy=False)).convert("L"))
+    # PIL's "L" conversion is ITU-R 601-2 luma (0.299 R + 0.587 G + 0.114 B) of the colour
+    # channels, in C; alpha is applied below.
+    gray = np.asarray(Image.fromarray(rgba.astype(np.uint8, copy=False)).convert("L"))
     if rgba.shape[-1] == 4 and (alpha := rgba[..., 3]).min() < 255:
         gray = ((gray.astype(np.uint16) * alpha + 127) // 255).astype(np.uint8)
     return gray

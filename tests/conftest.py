@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import e2e
 import pytest
 import streamlit as st
 
@@ -52,3 +55,15 @@ def fresh_server():
     yield
     st.cache_resource.clear()
     st.cache_data.clear()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright (one per test module)."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    if not Path(e2e.CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {e2e.CHROMIUM}: apt-get install -y chromium")
+    with playwright_api.sync_playwright() as p:
+        browser = e2e.launch_chromium(p)
+        yield browser
+        browser.close()

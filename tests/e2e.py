@@ -121,6 +121,14 @@ def launch_chromium(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
 
 
+def new_page(browser, width: int = 1300, height: int = 1200):
+    """A page in its own context (a visitor of its own) that records page errors."""
+    page = browser.new_context(viewport={"width": width, "height": height}).new_page()
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    return page
+
+
 def open_page(page, url: str, timeout: float = 30000) -> None:
     """Go to `url` and wait until the script has run once."""
     page.goto(url)

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import e2e
@@ -18,15 +13,6 @@ pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -34,57 +20,16 @@ def server(tmp_path_factory, trained_store):
     """The app on a free port, with a models folder holding one trained run."""
     models = tmp_path_factory.mktemp("browser-models")
     shutil.copytree(trained_store.root, models, dirs_exist_ok=True)
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("server") / "streamlit.log", "w+")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "MNIST_MODELS_DIR": str(models)},
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        log.seek(0)
-        pytest.fail("streamlit did not start:\n" + log.read())
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install -y chromium")
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
+    app = e2e.AppServer(models, tmp_path_factory.mktemp("server") / "streamlit.log").start()
+    yield app.url
+    app.stop()
 
 
 @pytest.fixture()
 def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1800})
-    page = context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    page = e2e.new_page(browser, 1400, 1800)
     yield page
-    context.close()
-
-
-def open_page(page, url: str):
-    page.goto(url)
-    page.wait_for_selector('[data-testid="stApp"]')
-    page.wait_for_function(
-        "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
-        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText"
-        ".includes('Running')", timeout=30000)
+    page.context.close()
 
 
 def assert_no_errors(page):
@@ -98,7 +43,7 @@ def screenshot(page, name: str):
 
 
 def test_explore_grid_renders(server, page):
-    open_page(page, f"{server}/Explore")
+    e2e.open_page(page, f"{server}/Explore")
     page.get_by_text("How many of each digit").wait_for()
     images = page.locator('[data-testid="stImage"] img')
     images.first.wait_for()
@@ -111,7 +56,7 @@ def test_explore_grid_renders(server, page):
 
 
 def test_short_training_shows_live_progress_and_finishes(server, page):
-    open_page(page, f"{server}/Train")
+    e2e.open_page(page, f"{server}/Train")
     slider = page.locator('[data-testid="stSlider"]', has_text="Epochs").get_by_role("slider")
     slider.focus()
     page.keyboard.press("Home")
@@ -140,18 +85,12 @@ def test_short_training_shows_live_progress_and_finishes(server, page):
 
 
 def test_drawing_a_digit_gives_a_prediction(server, page):
-    open_page(page, f"{server}/Draw")
+    e2e.open_page(page, f"{server}/Draw")
     canvas = page.locator("canvas.upper-canvas")
     canvas.wait_for()
     page.get_by_text("Draw a digit on the canvas").wait_for()
-    box = canvas.bounding_box()
-    x, y = box["x"], box["y"]
-    page.mouse.move(x + 80, y + 60)
-    page.mouse.down()
-    for dx, dy in [(200, 60), (190, 100), (160, 160), (130, 230)]:  # a 7
-        page.mouse.move(x + dx, y + dy, steps=8)
-    page.mouse.up()
-    prediction = page.locator('[data-testid="stMetric"]', has_text="Prediction")
+    e2e.draw(page, 7)
+    prediction = e2e.prediction(page)
     prediction.wait_for(timeout=30000)
     value = prediction.locator('[data-testid="stMetricValue"]').inner_text().strip()
     assert value.isdigit() and 0 <= int(value) <= 9
@@ -166,14 +105,14 @@ def test_drawing_a_digit_gives_a_prediction(server, page):
 
 
 def test_correcting_a_label_counts_the_drawing_in_the_class_report(server, page):
-    open_page(page, f"{server}/Draw")
+    e2e.open_page(page, f"{server}/Draw")
     page.locator("canvas.upper-canvas").wait_for()
     e2e.draw(page, 7)
     e2e.prediction(page).wait_for(timeout=30000)
     page.get_by_text("No, it is a").wait_for()
     page.locator('[data-testid="stButtonGroup"] button').nth(3).click()  # pills 0-9
     page.get_by_text("Saved as a 3").wait_for(timeout=30000)
-    open_page(page, f"{server}/Class_drawings")
+    e2e.open_page(page, f"{server}/Class_drawings")
     drawings = page.locator('[data-testid="stMetric"]', has_text="Labelled drawings")
     drawings.wait_for(timeout=30000)
     assert drawings.locator('[data-testid="stMetricValue"]').inner_text().strip() == "1"

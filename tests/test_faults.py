@@ -26,22 +26,6 @@ def models_with_a_run(tmp_path, trained_store):
     return models
 
 
-@pytest.fixture()
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as p:
-        browser = e2e.launch_chromium(p)
-        yield browser
-        browser.close()
-
-
-def new_page(browser):
-    page = browser.new_context(viewport={"width": 1300, "height": 1200}).new_page()
-    page.errors = []
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    return page
-
-
 def start_training(page, url: str, epochs_key: str = "End") -> None:
     """Open Train, set the epochs slider (End = 50 epochs, a long run) and press Start."""
     e2e.open_page(page, f"{url}/Train")
@@ -84,7 +68,7 @@ def test_server_killed_mid_training_restarts_clean(models_with_a_run, tmp_path, 
     before = json.loads((models / trained_run.run_id / runs.RECORD).read_text())
     server = e2e.AppServer(models, tmp_path / "server.log").start()
     try:
-        start_training(new_page(browser), server.url)
+        start_training(e2e.new_page(browser), server.url)
         run_dir = wait_for_batches(models)
         worker_pid = json.loads((run_dir / runs.WORKER).read_text())["pid"]
         server.kill()
@@ -102,7 +86,7 @@ def test_server_killed_mid_training_restarts_clean(models_with_a_run, tmp_path, 
 
     server = e2e.AppServer(models, tmp_path / "server2.log").start()
     try:
-        page = new_page(browser)
+        page = e2e.new_page(browser)
         e2e.open_page(page, f"{server.url}/Train")
         page.get_by_text("All runs").wait_for()
         page.get_by_text("1 run(s) without a model").click()
@@ -119,7 +103,7 @@ def test_closing_the_tab_keeps_training_and_another_visitor_stops_it(models_with
                                                                        tmp_path, browser):
     server = e2e.AppServer(models_with_a_run, tmp_path / "server.log").start()
     try:
-        teacher = new_page(browser)
+        teacher = e2e.new_page(browser)
         start_training(teacher, server.url)
         run_dir = wait_for_batches(models_with_a_run)
         teacher.context.close()
@@ -128,7 +112,7 @@ def test_closing_the_tab_keeps_training_and_another_visitor_stops_it(models_with
         time.sleep(2)
         assert (run_dir / runs.METRICS).stat().st_size > size  # still training
 
-        student = new_page(browser)
+        student = e2e.new_page(browser)
         e2e.open_page(student, f"{server.url}/Train")
         student.get_by_text("Training seed_mlp: epoch").wait_for(timeout=30000)
         e2e.app_button(student, "Stop").click()
@@ -197,7 +181,7 @@ def test_a_corrupt_drawings_database_does_not_stop_drawing(models_with_a_run, tm
     server = e2e.AppServer(models_with_a_run, tmp_path / "server.log",
                            env={"MNIST_DRAWINGS_DB": str(bad)}).start()
     try:
-        page = new_page(browser)
+        page = e2e.new_page(browser)
         e2e.open_page(page, f"{server.url}/Draw")
         page.locator("canvas.upper-canvas").wait_for()
         e2e.draw(page, 7)

@@ -90,15 +90,14 @@ class DrawVisitor:
             kind = message.WhichOneof("type")
             if kind == "navigation":
                 self.page_script_hash = message.navigation.page_script_hash
-            elif kind == "delta":
-                shown = _shown(message)
-                if shown is not None and shown.WhichOneof("type") == "exception":
+            elif kind == "delta" and message.delta.WhichOneof("type") == "new_element":
+                shown = message.delta.new_element
+                element = shown.WhichOneof("type")
+                if element == "exception":
                     raise ScriptError(shown.exception.message)
-                if shown is not None and shown.WhichOneof("type") == "metric" \
-                        and shown.metric.label == "Prediction":
+                if element == "metric" and shown.metric.label == "Prediction":
                     prediction, shown_at = shown.metric.body, time.perf_counter()
-                if shown is not None and shown.WhichOneof("type") == "bidi_component" \
-                        and shown.bidi_component.id.endswith("draw_canvas"):
+                if element == "bidi_component" and shown.bidi_component.id.endswith("draw_canvas"):
                     self.canvas_id = shown.bidi_component.id
                     self.fragment_id = message.delta.fragment_id
             elif kind == "script_finished":
@@ -130,8 +129,3 @@ class DrawVisitor:
             raise ScriptError(f"no Prediction for a drawn {digit}")
         return prediction, shown_at - sent
 
-
-def _shown(message: ForwardMsg):
-    """The element a delta puts on the page, or None."""
-    delta = message.delta
-    return delta.new_element if delta.WhichOneof("type") == "new_element" else None
