@@ -4,8 +4,8 @@ import datetime
 
 import streamlit as st
 
-import ui
 from mnist_core.devices import training_device
+from serving import ui
 
 ui.page_setup("Home", ":material/draw:")
 

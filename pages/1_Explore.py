@@ -3,9 +3,9 @@
 import numpy as np
 import streamlit as st
 
-import ui
 from mnist_core import plots
 from mnist_core.data import categorize, flatten, normalize
+from serving import ui
 
 GRID_SIZE = 40
 

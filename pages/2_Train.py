@@ -3,12 +3,12 @@
 import pandas as pd
 import streamlit as st
 
-import ui
 from mnist_core import plots
 from mnist_core.config import BOUNDS, MODEL_LABELS, MODELS, OPTIMIZERS, PRECISIONS, TrainConfig
 from mnist_core.devices import training_device
 from mnist_core.jobs import JobRefused
 from mnist_core.models import count_params, keras_code, summary
+from serving import ui
 
 GALLERY_SIZE = 30
 BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096]

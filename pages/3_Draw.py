@@ -5,7 +5,6 @@ import hashlib
 import numpy as np
 import streamlit as st
 
-import ui
 from mnist_core import plots
 from mnist_core.config import TrainConfig
 from mnist_core.data import flatten, normalize
@@ -18,6 +17,7 @@ from mnist_core.preprocess import (
     naive_downscale,
     thumbnail_png,
 )
+from serving import ui
 
 CANVAS_SIZE = 280
 

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-import ui
 from mnist_core import plots
 from mnist_core.config import TrainConfig
 from mnist_core.data import flatten, normalize
@@ -19,6 +18,7 @@ from mnist_core.drawings import (
 )
 from mnist_core.evaluate import evaluation
 from mnist_core.jobs import JobRefused
+from serving import ui
 
 GALLERY_SIZE = 40
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SERVER_FILES = [REPO / "app.py", REPO / "ui.py", *sorted((REPO / "pages").glob("*.py"))]
+SERVER_FILES = [REPO / "app.py", *sorted((REPO / "serving").glob("*.py")), *sorted((REPO / "pages").glob("*.py"))]
 CORE_FILES = sorted((REPO / "mnist_core").glob("*.py"))
 WORKER_SIDE = {"worker.py"}  # the only module that may import TensorFlow / Keras
 

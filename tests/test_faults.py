@@ -163,7 +163,7 @@ def test_broken_mnist_data_is_a_message_with_the_fix(page, tmp_path, monkeypatch
 
 def test_nothing_a_visitor_can_do_loads_outside_code():
     """No uploads of any kind; numpy never unpickles; Keras loads in safe mode only."""
-    sources = [REPO / "app.py", REPO / "ui.py", *(REPO / "pages").glob("*.py"),
+    sources = [REPO / "app.py", *(REPO / "serving").glob("*.py"), *(REPO / "pages").glob("*.py"),
                *(REPO / "mnist_core").glob("*.py")]
     text = {path.name: path.read_text() for path in sources}
     assert not [name for name, code in text.items() if "file_uploader" in code]

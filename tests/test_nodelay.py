@@ -1,11 +1,11 @@
-"""TCP_NODELAY on the web server's sockets (mnist_core.nodelay)."""
+"""TCP_NODELAY on the web server's sockets (serving.nodelay)."""
 
 from __future__ import annotations
 
 import os
 import socket
 
-from mnist_core.nodelay import disable_nagle_on_servers
+from serving.nodelay import disable_nagle_on_servers
 
 
 def nodelay(sock: socket.socket) -> bool:

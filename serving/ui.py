@@ -15,8 +15,8 @@ from matplotlib.figure import Figure
 from mnist_core.data import BUNDLED_DIR, DatasetError, Mnist, read_mnist
 from mnist_core.inference import Classifier, ModelLoadError
 from mnist_core.jobs import JobManager
-from mnist_core.nodelay import disable_nagle_on_servers
 from mnist_core.store import ModelStore, Run, Scan
+from serving.nodelay import disable_nagle_on_servers
 
 
 def page_setup(title: str, icon: str) -> None:
@@ -27,7 +27,7 @@ def page_setup(title: str, icon: str) -> None:
 @st.cache_resource
 def _send_without_delay() -> int:
     """Once per server: TCP_NODELAY on its sockets, or each run's output waits ~40 ms for an ACK
-    (see mnist_core.nodelay)."""
+    (see serving.nodelay)."""
     return disable_nagle_on_servers()
 
 
