@@ -19,7 +19,7 @@ st.markdown(
 data = ui.dataset()
 scan = ui.scan()
 run = ui.current_run()
-snap = ui.job_manager().snapshot()
+snap = ui.trainer().snapshot()
 
 col_data, col_model, col_device = st.columns(3)
 with col_data:
@@ -37,18 +37,18 @@ with col_model:
         st.metric("Validation accuracy", "no model yet")
         st.markdown("Train one on the **Train** page (about ten seconds).")
     else:
-        finished = datetime.datetime.fromtimestamp(run.record["finished"])
+        finished = datetime.datetime.fromtimestamp(run.record.finished)
         st.metric("Validation accuracy", f"{run.val_accuracy:.2%}")
         st.markdown(
-            f"`{run.config.model}`, {run.record['epochs_completed']} epochs, "
+            f"`{run.config.model}`, {run.record.epochs_completed} epochs, "
             f"batch {run.config.batch_size}  \ntrained {finished:%Y-%m-%d %H:%M} "
-            f"on {run.record['device']}  \nrun `{run.run_id}`"
+            f"on {run.record.device}  \nrun `{run.run_id}`"
         )
 with col_device:
     st.subheader("Training device")
-    device = training_device()
-    st.metric("Trains on", device.split(":")[0])
-    st.markdown(device.split(":", 1)[1].strip())
+    kind, label = training_device()
+    st.metric("Trains on", kind)
+    st.markdown(label)
 
 if snap.active:
     st.info(

@@ -1,6 +1,6 @@
 """Canvas drawing to probabilities in the server process, alone and from many threads.
 
-    python benchmarks/bench_inference.py [models dir]
+    python -m benchmarks.bench_inference [models dir]
 
 Uses the current run of the models folder (train one first: python -m mnist_core.train).
 Reports median and p95 of: the model call alone (ONNX Runtime), the whole path from a
@@ -12,16 +12,13 @@ import statistics
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from mnist_core.data import read_mnist  # noqa: E402
-from mnist_core.inference import Classifier  # noqa: E402
-from mnist_core.preprocess import mnist_steps  # noqa: E402
-from mnist_core.store import ModelStore  # noqa: E402
+from mnist_core.data import read_mnist
+from mnist_core.inference import Classifier
+from mnist_core.preprocess import mnist_steps
+from mnist_core.runs.store import ModelStore
 
 CALLS = 500
 THREADS = 8

@@ -1,13 +1,10 @@
-"""How long loading MNIST takes: `python benchmarks/bench_load.py [repeats]`."""
+"""How long loading MNIST takes: `python -m benchmarks.bench_load [repeats]`."""
 
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from mnist_core.data import read_mnist  # noqa: E402
+from mnist_core.data import read_mnist
 
 
 def main(repeats: int = 7) -> None:

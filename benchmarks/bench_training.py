@@ -1,30 +1,26 @@
 """The notebook's fit against the app's default training, side by side on this machine.
 
-    python benchmarks/bench_training.py
+    python -m benchmarks.bench_training
 
 1. The notebook, as written: numpy inputs, batch 32, default RMSprop, 5 epochs, in-process.
-2. The app's default TrainConfig through the job manager and worker (what Start does).
+2. The app's default TrainConfig through the Trainer and its worker (what Start does).
 Prints fit seconds, validation accuracy and the speed-up. Training time varies on shared
 machines: compare the two figures of one run, not figures across runs.
 """
 
-import json
 import os
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from mnist_core.config import TrainConfig  # noqa: E402
-from mnist_core.data import categorize, flatten, load_mnist, normalize  # noqa: E402
-from mnist_core.jobs import JobManager  # noqa: E402
-from mnist_core.store import ModelStore  # noqa: E402
+from mnist_core.config import TrainConfig
+from mnist_core.data import categorize, flatten, load_mnist, normalize
+from mnist_core.runs.record import RunRecord
+from mnist_core.runs.store import ModelStore
+from mnist_core.training.supervisor import Trainer
 
 
 def notebook_fit() -> tuple[float, float]:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
     (x_train, y_train), (x_valid, y_valid) = load_mnist()
@@ -45,23 +41,23 @@ def notebook_fit() -> tuple[float, float]:
     return time.perf_counter() - start, history.history["val_accuracy"][-1]
 
 
-def app_fit(config: TrainConfig) -> dict:
+def app_fit(config: TrainConfig) -> RunRecord:
     with tempfile.TemporaryDirectory() as folder:
-        manager = JobManager(ModelStore(folder))
-        run_id = manager.start(config)
-        snap = manager.wait()
+        trainer = Trainer(folder)
+        run_id = trainer.start(config).run_id
+        snap = trainer.wait()
         if snap.state != "finished":
             raise SystemExit(f"app training {snap.state}: {snap.error}")
-        return json.loads((Path(folder) / run_id / "record.json").read_text())
+        return ModelStore(folder).get(run_id).record
 
 
 def main() -> None:
     config = TrainConfig()
     record = app_fit(config)
     notebook_seconds, notebook_accuracy = notebook_fit()
-    app_seconds = record["fit_seconds"]
-    app_accuracy = record["evaluation"]["accuracy"]
-    print(f"device: {record['device']}, app precision: {record['precision']}")
+    app_seconds = record.fit_seconds
+    app_accuracy = record.evaluation.accuracy
+    print(f"device: {record.device}, app precision: {record.precision}")
     print(f"notebook fit  (batch 32, RMSprop, 5 epochs): {notebook_seconds:6.1f} s  "
           f"val_accuracy {notebook_accuracy:.4f}")
     print(f"app default   (batch {config.batch_size}, {config.optimizer} + schedule, "

@@ -1,6 +1,6 @@
 """A class at once: visitors drawing on /Draw while a training runs from /Train.
 
-    python benchmarks/load_test.py [--visitors 10] [--wire-visitors 0] [--seconds 60]
+    python -m benchmarks.load_test [--visitors 10] [--wire-visitors 0] [--seconds 60]
                                    [--no-training]
 
 Starts the app on a free port with a fresh models folder, trains the default model once
@@ -34,13 +34,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mnist_core.runs.store import ModelStore
+from tests import e2e, wire
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-import e2e  # noqa: E402
-import wire  # noqa: E402
-
-from mnist_core.store import ModelStore  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -287,7 +284,7 @@ async def wire_visitor(url: str, number: int, until: float, result: LoadResult) 
 
 def newest_fit_seconds(models_dir: Path) -> float | None:
     scan = ModelStore(models_dir).scan()
-    return scan.usable[0].record["fit_seconds"] if scan.usable else None
+    return scan.usable[0].record.fit_seconds if scan.usable else None
 
 
 async def _load(url: str, models_dir: Path, visitors: int, wire_visitors: int, seconds: float,

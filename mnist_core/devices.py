@@ -48,9 +48,9 @@ def gpu_names() -> tuple[str, ...]:
                  for line in out.splitlines() if line.startswith("GPU "))
 
 
-def training_device() -> str:
-    """'GPU: NVIDIA A100' or 'CPU: AMD EPYC (2 cores)': where the next training will run."""
+def training_device() -> tuple[str, str]:
+    """Where the next training will run: ("GPU", "NVIDIA A100") or ("CPU", "AMD EPYC (2 cores)")."""
     gpus = gpu_names()
     if gpus:
-        return "GPU: " + ", ".join(gpus)
-    return f"CPU: {cpu_label()}"
+        return "GPU", ", ".join(gpus)
+    return "CPU", cpu_label()

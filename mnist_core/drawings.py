@@ -24,11 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_core import runs
 from mnist_core.data import IMAGE_SIZE, IMAGES_MAGIC, LABELS_MAGIC, NUM_CLASSES
+from mnist_core.runs import folder
 
 SCHEMA_VERSION = 1
-DEFAULT_NAME = "drawings.db"
 BUSY_TIMEOUT_SECONDS = 30
 HOLDOUT_EVERY = 5  # every 5th drawing (by id) is held out to measure fine-tuning
 
@@ -39,7 +38,7 @@ class DrawingStoreError(RuntimeError):
 
 def drawings_path() -> Path:
     """`MNIST_DRAWINGS_DB`, default `drawings.db` beside the saved models."""
-    return Path(os.environ.get("MNIST_DRAWINGS_DB") or runs.models_dir() / DEFAULT_NAME)
+    return Path(os.environ.get("MNIST_DRAWINGS_DB") or folder.models_dir() / folder.DRAWINGS_DB)
 
 
 def collection_enabled() -> bool:

@@ -1,10 +1,28 @@
-"""How a trained model did on the validation set, from its predicted probabilities."""
+"""How a trained model did on a set of labelled images, from its predicted probabilities."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from mnist_core.data import NUM_CLASSES
+
+
+@dataclass(frozen=True)
+class Mistake:
+    index: int  # into the evaluated images
+    true: int
+    predicted: int
+    confidence: float  # the predicted digit's probability
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    accuracy: float
+    confusion_matrix: tuple[tuple[int, ...], ...]  # (10, 10): row = true, column = predicted
+    per_class_accuracy: tuple[float, ...]  # (10,)
+    misclassified: tuple[Mistake, ...]  # most confident first
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -14,11 +32,11 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def evaluation(y_true: np.ndarray, probabilities: np.ndarray) -> dict:
+def evaluation(y_true: np.ndarray, probabilities: np.ndarray) -> Evaluation:
     """Accuracy, confusion matrix, per-class accuracy and every misclassified image.
 
-    `probabilities` is (N, 10); the result is plain JSON-ready values. Misclassified images
-    are listed most confident first: those are the most instructive mistakes.
+    `probabilities` is (N, 10). Misclassified images are listed most confident first: those
+    are the most instructive mistakes.
     """
     y_true = np.asarray(y_true, np.int64)
     y_pred = probabilities.argmax(axis=1)
@@ -27,17 +45,12 @@ def evaluation(y_true: np.ndarray, probabilities: np.ndarray) -> dict:
     per_class = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
     wrong = np.flatnonzero(y_pred != y_true)
     wrong = wrong[np.argsort(-confidence[wrong], kind="stable")]
-    return {
-        "accuracy": float((y_pred == y_true).mean()),
-        "confusion_matrix": matrix.tolist(),
-        "per_class_accuracy": [float(v) for v in per_class],
-        "misclassified": [
-            {
-                "index": int(i),
-                "true": int(y_true[i]),
-                "predicted": int(y_pred[i]),
-                "confidence": round(float(confidence[i]), 4),
-            }
+    return Evaluation(
+        accuracy=float((y_pred == y_true).mean()),
+        confusion_matrix=tuple(tuple(int(v) for v in row) for row in matrix),
+        per_class_accuracy=tuple(float(v) for v in per_class),
+        misclassified=tuple(
+            Mistake(int(i), int(y_true[i]), int(y_pred[i]), round(float(confidence[i]), 4))
             for i in wrong
-        ],
-    }
+        ),
+    )

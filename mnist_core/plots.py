@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from mnist_core.data import NUM_CLASSES
+from mnist_core.runs.record import EpochEvent
 
 SMOOTHING = 0.6  # exponential moving average weight for the per-batch curves
 
@@ -138,15 +139,16 @@ def batch_curves_chart(steps, loss, accuracy, steps_per_epoch: int) -> alt.Chart
     ).resolve_scale(y="independent")
 
 
-def epoch_curves_chart(history: list[dict]) -> alt.Chart:
+def epoch_curves_chart(history: list[EpochEvent]) -> alt.Chart:
     """Per-epoch train vs validation loss and accuracy."""
     rows = []
     for event in history:
         for metric in ("loss", "accuracy"):
             for split, key in (("train", metric), ("validation", f"val_{metric}")):
-                if key in event:
-                    rows.append({"epoch": event["epoch"] + 1, "metric": metric,
-                                 "split": split, "value": event[key]})
+                value = getattr(event, key)
+                if value is not None:
+                    rows.append({"epoch": event.epoch + 1, "metric": metric,
+                                 "split": split, "value": value})
     frame = pd.DataFrame(rows, columns=["epoch", "metric", "split", "value"])
     return alt.Chart(frame).mark_line(point=True).encode(
         x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
@@ -158,7 +160,7 @@ def epoch_curves_chart(history: list[dict]) -> alt.Chart:
     ).resolve_scale(y="independent")
 
 
-def compare_runs_chart(runs: list[tuple[str, list[dict]]], metric: str) -> alt.Chart:
+def compare_runs_chart(runs: list[tuple[str, tuple[float, ...]]], metric: str) -> alt.Chart:
     """One line per run of `metric` per epoch (`val_accuracy`, `loss`, ...)."""
     rows = [
         {"run": label, "epoch": i + 1, metric: value}

@@ -6,8 +6,8 @@ import streamlit as st
 from mnist_core import plots
 from mnist_core.config import BOUNDS, MODEL_LABELS, MODELS, OPTIMIZERS, PRECISIONS, TrainConfig
 from mnist_core.devices import training_device
-from mnist_core.jobs import JobRefused
 from mnist_core.models import count_params, keras_code, summary
+from mnist_core.training.follow import Snapshot
 from serving import ui
 
 GALLERY_SIZE = 30
@@ -16,7 +16,7 @@ BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
 ui.page_setup("Train", ":material/monitoring:")
 st.title("Train a model")
 data = ui.dataset()
-manager = ui.job_manager()
+trainer = ui.trainer()
 
 defaults = TrainConfig()
 for name, value in defaults.to_dict().items():
@@ -68,7 +68,8 @@ except ValueError as exc:  # the widgets' bounds are the config's, so this is a 
 
 with about:
     st.subheader("The model")
-    st.caption(f"Will train on **{training_device()}**")
+    kind, label = training_device()
+    st.caption(f"Will train on **{kind}: {label}**")
     st.dataframe(
         pd.DataFrame([{**row, "output_shape": str(row["output_shape"])}
                       for row in summary(model)]),
@@ -80,17 +81,15 @@ with about:
 
 buttons = st.columns([1, 1, 3])
 if buttons[0].button("Start training", type="primary", icon=":material/play_arrow:", width="stretch"):
-    try:
-        manager.start(config)
-        st.toast("Training started")
-    except JobRefused as exc:
-        st.warning(str(exc))
+    ui.start_training(config)
 if buttons[1].button("Stop", icon=":material/stop:", width="stretch"):
-    if not manager.stop():
+    if not trainer.stop():
         st.info("No training is running.")
 
 
-def render_live(snap) -> None:
+def render_live(snap: Snapshot) -> None:
+    if snap.notice:
+        st.info(snap.notice)
     if snap.state == "idle":
         st.info("No training yet on this server. Press **Start training**.")
         return
@@ -127,7 +126,7 @@ st.session_state.setdefault("train_seen_active", False)
 
 @st.fragment(run_every=1.0)
 def live_panel() -> None:
-    snap = manager.snapshot()
+    snap = trainer.snapshot()
     render_live(snap)
     # When a training ends, rerun the whole page once so results and history update.
     if snap.active:
@@ -154,44 +153,34 @@ chosen = st.selectbox("Run", list(by_id), format_func=lambda r: by_id[r].label()
                       key="train_result_run")
 run = by_id.get(chosen, latest)
 record = run.record
-evaluation = record["evaluation"]
+evaluation = record.evaluation
 cols = st.columns(4)
-cols[0].metric("Validation accuracy", f"{evaluation['accuracy']:.2%}")
-cols[1].metric("Mistakes", f"{len(evaluation['misclassified'])} of {len(data.y_valid):,}")
-cols[2].metric("Training time", ui.format_seconds(record["fit_seconds"]))
-cols[3].metric("Trained on", record["device_kind"], help=record["device"])
+cols[0].metric("Validation accuracy", f"{evaluation.accuracy:.2%}")
+cols[1].metric("Mistakes", f"{len(evaluation.misclassified)} of {len(data.y_valid):,}")
+cols[2].metric("Training time", ui.format_seconds(record.fit_seconds))
+cols[3].metric("Trained on", record.device_kind, help=record.device)
 
 left, right = st.columns(2)
 with left:
     st.subheader("Confusion matrix")
-    st.image(ui.png(plots.confusion_figure(evaluation["confusion_matrix"])))
+    st.image(ui.png(plots.confusion_figure(evaluation.confusion_matrix)))
 with right:
     st.subheader("Accuracy per digit")
     st.bar_chart(pd.DataFrame({"digit": [str(d) for d in range(10)],
-                               "accuracy": evaluation["per_class_accuracy"]}),
+                               "accuracy": evaluation.per_class_accuracy}),
                  x="digit", y="accuracy")
 
 st.subheader("Mistakes it was most sure about")
-wrong = evaluation["misclassified"][:GALLERY_SIZE]
+wrong = evaluation.misclassified[:GALLERY_SIZE]
 if wrong:
     st.image(ui.png(plots.grid_figure(
-        data.x_valid[[m["index"] for m in wrong]],
-        [f"{m['true']}→{m['predicted']} {m['confidence']:.0%}" for m in wrong],
+        data.x_valid[[m.index for m in wrong]],
+        [f"{m.true}→{m.predicted} {m.confidence:.0%}" for m in wrong],
         title_colors=["#c0392b"] * len(wrong),
     ), dpi=90), caption="x_valid images: true digit → predicted digit, confidence")
 
 st.header("All runs")
-table = pd.DataFrame([
-    {
-        "run": r.run_id, "status": r.status, "model": r.config.model,
-        "epochs": r.record["epochs_completed"], "batch": r.config.batch_size,
-        "optimizer": r.config.optimizer, "learning rate": r.config.learning_rate,
-        "images": r.config.train_size, "val accuracy": r.val_accuracy,
-        "seconds": round(r.record["fit_seconds"], 1), "device": r.record["device_kind"],
-        "fine-tuned from": r.record.get("parent") or "",
-    }
-    for r in usable
-])
+table = pd.DataFrame([r.table_row() for r in usable])
 st.dataframe(table, hide_index=True, width="stretch",
              column_config={"val accuracy": st.column_config.NumberColumn(format="%.4f")})
 others = [r for r in scan.runs if not r.usable]
@@ -204,7 +193,7 @@ compare = st.multiselect("Compare runs", list(by_id), default=list(by_id)[:2],
                          format_func=lambda r: by_id[r].label(), key="train_compare")
 metric = st.radio("Metric", ["val_accuracy", "val_loss", "accuracy", "loss"], horizontal=True,
                   key="train_compare_metric")
-series = [(by_id[r].label(), by_id[r].record["history"].get(metric, [])) for r in compare]
+series = [(by_id[r].label(), by_id[r].record.history.get(metric, ())) for r in compare]
 if compare:
     st.altair_chart(plots.compare_runs_chart(series, metric), width="stretch")
 

@@ -4,12 +4,12 @@ import hashlib
 
 import numpy as np
 import streamlit as st
+from streamlit_drawable_canvas import st_canvas
 
 from mnist_core import plots
 from mnist_core.config import TrainConfig
 from mnist_core.data import flatten, normalize
-from mnist_core.drawings import DrawingStore, DrawingStoreError, collection_enabled
-from mnist_core.jobs import JobRefused
+from mnist_core.drawings import DrawingStoreError, collection_enabled
 from mnist_core.preprocess import (
     NOTHING_DRAWN,
     EmptyDrawing,
@@ -20,14 +20,15 @@ from mnist_core.preprocess import (
 from serving import ui
 
 CANVAS_SIZE = 280
+DEFAULT_TRAINING_TIMEOUT = 600  # seconds this page waits; the training goes on after that
 
 ui.page_setup("Draw", ":material/edit:")
 st.title("Draw a digit")
 
-manager = ui.job_manager()
+trainer = ui.trainer()
 run = ui.current_run()
 if run is None:
-    snap = manager.snapshot()
+    snap = trainer.snapshot()
     st.warning("**There is no trained model yet**, so there is nothing to classify with.")
     if snap.active:
         st.progress(snap.progress, text=f"A training is running ({snap.progress:.0%})...")
@@ -36,23 +37,19 @@ if run is None:
     else:
         st.markdown("Train the notebook's network now: it takes about ten seconds on this "
                     "server's CPU, a few seconds on a GPU.")
-        if st.button("Train the default model", type="primary"):
-            try:
-                manager.start(TrainConfig())
-            except JobRefused as exc:
-                st.warning(str(exc))
+        if st.button("Train the default model", type="primary") and ui.start_training(
+                TrainConfig()):
             with st.spinner("Training the default model..."):
-                snap = manager.wait()
+                snap = trainer.wait(timeout=DEFAULT_TRAINING_TIMEOUT)
             ui.scan.clear()
             if snap.state == "finished":
                 st.rerun()
-            st.error(snap.error or snap.message or "The training did not finish.")
+            st.error(snap.error or snap.message or "The training did not finish yet: see the "
+                     "Train page.")
     st.stop()
 
 classifier = ui.classifier_or_error(run)
 st.caption(f"Model: {run.label()} · change it on the Train page")
-
-from streamlit_drawable_canvas import st_canvas  # noqa: E402  (needs a running Streamlit)
 
 st.session_state.setdefault("draw_stroke_width", 20)
 st.session_state.setdefault("draw_show_naive", False)
@@ -100,7 +97,7 @@ def save_label(label: int, steps, probabilities, key: str) -> None:
     """Button callback: store the drawing the visitor just labelled."""
     st.session_state.draw_label_choice = None
     try:
-        DrawingStore().add(steps.centered, thumbnail_png(steps.grayscale), label,
+        ui.drawing_store().add(steps.centered, thumbnail_png(steps.grayscale), label,
                            probabilities, run.run_id)
     except DrawingStoreError as exc:
         st.session_state.draw_store_error = str(exc)
@@ -163,6 +160,7 @@ def drawing_panel() -> None:
         return
     probabilities = classifier.predict_proba(steps.x)[0]
     digit = int(np.argmax(probabilities))
+    st.session_state.draw_last_x = steps.x  # (1, 784) float32: the Inside page shows it
     with right:
         st.metric("Prediction", digit, help="the digit with the highest probability")
         st.caption(f"confidence {probabilities[digit]:.1%}")

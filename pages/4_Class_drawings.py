@@ -7,20 +7,19 @@ import pandas as pd
 import streamlit as st
 
 from mnist_core import plots
-from mnist_core.config import TrainConfig
+from mnist_core.config import BOUNDS, TrainConfig
 from mnist_core.data import flatten, normalize
 from mnist_core.drawings import (
-    DrawingStore,
     DrawingStoreError,
     collection_enabled,
     export_idx_zip,
     export_npz,
 )
 from mnist_core.evaluate import evaluation
-from mnist_core.jobs import JobRefused
 from serving import ui
 
 GALLERY_SIZE = 40
+FINE_TUNE_MAX_EPOCHS = 10  # a fine-tune continues a trained run: a few epochs are enough
 
 ui.page_setup("Class drawings", ":material/groups:")
 st.title("Class drawings")
@@ -33,7 +32,7 @@ if not collection_enabled():
     st.info("Collecting drawings is turned off on this server (`MNIST_COLLECT_DRAWINGS=0`). "
             "Drawings already collected are shown below.")
 
-store = DrawingStore()
+store = ui.drawing_store()
 try:
     drawings = store.load()
 except DrawingStoreError as exc:
@@ -59,8 +58,8 @@ predicted = probabilities.argmax(axis=1)
 st.caption(f"Model: {run.label()}")
 cols = st.columns(3)
 cols[0].metric("Labelled drawings", len(drawings))
-cols[1].metric("Accuracy on drawings", f"{result['accuracy']:.1%}",
-               delta=f"{result['accuracy'] - run.val_accuracy:+.1%} vs MNIST",
+cols[1].metric("Accuracy on drawings", f"{result.accuracy:.1%}",
+               delta=f"{result.accuracy - run.val_accuracy:+.1%} vs MNIST",
                help="the current model re-run on every drawing")
 cols[2].metric("Accuracy on MNIST validation", f"{run.val_accuracy:.1%}")
 
@@ -68,19 +67,19 @@ left, right = st.columns(2)
 with left:
     st.subheader("Accuracy per digit")
     counts = np.bincount(drawings.labels, minlength=10)
-    drawn = [value if counts[d] else None for d, value in enumerate(result["per_class_accuracy"])]
+    drawn = [value if counts[d] else None for d, value in enumerate(result.per_class_accuracy)]
     st.altair_chart(plots.per_class_comparison_chart({
         "drawings": drawn,
-        "MNIST validation": run.record["evaluation"]["per_class_accuracy"],
+        "MNIST validation": run.record.evaluation.per_class_accuracy,
     }), width="stretch")
     st.caption("Drawings per digit: " + ", ".join(f"{d}: {c}" for d, c in enumerate(counts)))
 with right:
     st.subheader("Confusion matrix of the drawings")
-    st.image(ui.png(plots.confusion_figure(result["confusion_matrix"])))
+    st.image(ui.png(plots.confusion_figure(result.confusion_matrix)))
 
 st.subheader("The drawings, mistakes first")
 digit = st.selectbox("Digit", ["all", *range(10)], key="class_digit")
-order = [m["index"] for m in result["misclassified"]]
+order = [m.index for m in result.misclassified]
 order += [i for i in range(len(drawings)) if predicted[i] == drawings.labels[i]]
 if digit != "all":
     order = [i for i in order if drawings.labels[i] == digit]
@@ -132,32 +131,28 @@ st.markdown(
     "new run that remembers its parent."
 )
 settings = st.columns(3)
-epochs = settings[0].slider("Epochs", 1, 10, 2, key="class_epochs")
-learning_rate = settings[1].number_input("Learning rate", 1e-5, 1.0, 0.0005, format="%.5f",
-                                         key="class_learning_rate")
+epochs = settings[0].slider("Epochs", BOUNDS["epochs"][0], FINE_TUNE_MAX_EPOCHS, 2,
+                            key="class_epochs")
+learning_rate = settings[1].number_input("Learning rate", *BOUNDS["learning_rate"], 0.0005,
+                                         format="%.5f", key="class_learning_rate")
 augment = settings[2].checkbox("Augment (shift, rotate, scale, stroke width)", value=True,
                                key="class_augment")
 if st.button("Fine-tune", type="primary", icon=":material/model_training:", disabled=used == 0):
-    try:
-        ui.job_manager().start(
-            TrainConfig(model=run.config.model, epochs=epochs, learning_rate=learning_rate,
-                        augment=augment, fine_tune_from=run.run_id),
-            parent=run.run_id,
-        )
+    config = TrainConfig(model=run.config.model, epochs=epochs, learning_rate=learning_rate,
+                         augment=augment, fine_tune_from=run.run_id)
+    if ui.start_training(config, drawings.to_npz()):
         st.success("Fine-tuning started.")
-    except JobRefused as exc:
-        st.warning(str(exc))
     st.page_link("pages/2_Train.py", label="Watch it on the Train page", icon=":material/monitoring:")
 
-tuned = [r for r in ui.scan().usable if r.record.get("fine_tune")]
+tuned = [r for r in ui.scan().usable if r.record.fine_tune]
 if tuned:
     st.subheader("Fine-tuned runs")
     st.dataframe(pd.DataFrame([{
         "run": r.run_id,
-        "parent": r.record["fine_tune"]["parent"],
-        "drawings used": r.record["fine_tune"]["drawings_train"],
-        "held out": r.record["fine_tune"]["drawings_holdout"],
-        "held-out accuracy before": r.record["fine_tune"]["accuracy_before"],
-        "held-out accuracy after": r.record["fine_tune"]["accuracy_after"],
+        "parent": r.record.parent,
+        "drawings used": r.record.fine_tune.drawings_train,
+        "held out": r.record.fine_tune.drawings_holdout,
+        "held-out accuracy before": r.record.fine_tune.accuracy_before,
+        "held-out accuracy after": r.record.fine_tune.accuracy_after,
         "MNIST validation": r.val_accuracy,
     } for r in tuned]), hide_index=True, width="stretch")

@@ -1,33 +1,42 @@
-"""What the pages share: one dataset, job manager and model per server, created once.
+"""What the pages share: the dataset, the trainer and the models, created once per server.
 
 Every visitor's session reads the same objects (`st.cache_resource`), so thirty students
-cost one copy of MNIST and one ONNX session, and a training belongs to the server, not to
-the tab that started it.
+cost one copy of MNIST and one ONNX session. Caches hold derived things only: which training
+runs and which model Draw uses are read from the models folder, so a cleared cache, a
+restarted server or a second server process all see the same class.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 
 import streamlit as st
 from matplotlib.figure import Figure
 
+from mnist_core.config import TrainConfig
 from mnist_core.data import BUNDLED_DIR, DatasetError, Mnist, read_mnist
+from mnist_core.drawings import DrawingStore, drawings_path
 from mnist_core.inference import Classifier, ModelLoadError
-from mnist_core.jobs import JobManager
-from mnist_core.store import ModelStore, Run, Scan
+from mnist_core.runs.folder import models_dir
+from mnist_core.runs.store import ModelStore, Run, Scan
+from mnist_core.training.supervisor import JobRefused, StartFailed, Trainer
 from serving.nodelay import disable_nagle_on_servers
 
 
 def page_setup(title: str, icon: str) -> None:
     st.set_page_config(page_title=f"{title} · MNIST classroom", page_icon=icon, layout="wide")
-    _send_without_delay()
+    _server_setup()
 
 
 @st.cache_resource
-def _send_without_delay() -> int:
-    """Once per server: TCP_NODELAY on its sockets, or each run's output waits ~40 ms for an ACK
-    (see serving.nodelay)."""
+def _server_setup() -> int:
+    """Once per server: log lines of mnist_core (a recovered lease, a killed worker) go to
+    the server's log, and TCP_NODELAY goes on its sockets, or each run's output waits ~40 ms
+    for an ACK (see serving.nodelay)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return disable_nagle_on_servers()
 
 
@@ -51,13 +60,47 @@ def dataset() -> Mnist:
         st.stop()
 
 
-@st.cache_resource
-def job_manager() -> JobManager:
-    return JobManager(ModelStore())
+@st.cache_resource(max_entries=4)
+def _trainer(root: str) -> Trainer:
+    return Trainer(root)
+
+
+def trainer() -> Trainer:
+    """Starts, stops and follows the models folder's training (its state lives on disk)."""
+    return _trainer(str(models_dir()))
+
+
+@st.cache_resource(max_entries=4)
+def _store(root: str) -> ModelStore:
+    return ModelStore(root)
 
 
 def store() -> ModelStore:
-    return job_manager().store
+    return _store(str(models_dir()))
+
+
+@st.cache_resource(max_entries=4)
+def _drawing_store(path: str) -> DrawingStore:
+    return DrawingStore(path)
+
+
+def drawing_store() -> DrawingStore:
+    """The class's drawings (a path and settings: every call opens its own connection)."""
+    return _drawing_store(str(drawings_path()))
+
+
+def start_training(config: TrainConfig, drawings_npz: bytes | None = None) -> bool:
+    """Start a training for the whole class; a refusal or failure is a message on the page."""
+    try:
+        started = trainer().start(config, drawings_npz)
+    except (JobRefused, StartFailed) as exc:
+        st.warning(str(exc))
+        return False
+    if started.notice:
+        st.info(started.notice)
+    scan.clear()
+    st.toast("Training started")
+    return True
 
 
 @st.cache_data(ttl=1.0, show_spinner=False)
@@ -96,9 +139,11 @@ def png(fig: Figure, dpi: int = 100) -> bytes:
 
 
 def show_skipped(scan_result: Scan) -> None:
-    if scan_result.skipped:
-        lines = "\n".join(f"- `{name}`: {why}" for name, why in scan_result.skipped)
-        st.warning(f"Some entries of the models folder were skipped:\n{lines}")
+    """Unreadable runs and entries that are not runs, with the reason, for the teacher."""
+    entries = [(run.run_id, run.error) for run in scan_result.unreadable] + scan_result.skipped
+    if entries:
+        lines = "\n".join(f"- `{name}`: {why}" for name, why in entries)
+        st.warning(f"Some entries of the models folder cannot be used:\n{lines}")
 
 
 def format_seconds(seconds: float | None) -> str:

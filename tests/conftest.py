@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import e2e
 import pytest
 import streamlit as st
 
 from mnist_core.config import TrainConfig
 from mnist_core.data import read_mnist
-from mnist_core.jobs import JobManager
-from mnist_core.store import ModelStore
+from mnist_core.runs.store import ModelStore
+from mnist_core.training.supervisor import Trainer
+from tests import e2e
 
 # Fast but real: the notebook's network on all 60000 images for 2 epochs (~97% here).
 TRAINED_CONFIG = TrainConfig(epochs=2)
@@ -25,12 +25,12 @@ def mnist():
 @pytest.fixture(scope="session")
 def trained_store(tmp_path_factory):
     """A models folder holding one finished run of TRAINED_CONFIG."""
-    store = ModelStore(tmp_path_factory.mktemp("models"))
-    manager = JobManager(store)
-    manager.start(TRAINED_CONFIG)
-    snap = manager.wait(timeout=300)
+    root = tmp_path_factory.mktemp("models")
+    trainer = Trainer(root)
+    trainer.start(TRAINED_CONFIG)
+    snap = trainer.wait(timeout=600)
     assert snap.state == "finished", snap.error
-    return store
+    return ModelStore(root)
 
 
 @pytest.fixture(scope="session")
@@ -67,3 +67,20 @@ def browser():
         browser = e2e.launch_chromium(p)
         yield browser
         browser.close()
+
+
+TIERS = ("unit", "trains", "apptest", "browser")
+# What a fixture needs, as a tier: a test using it is marked so, whatever its module says.
+NEEDS = {"trained_store": "trains", "trained_run": "trains", "browser": "browser"}
+
+
+def pytest_collection_modifyitems(items):
+    """Every test says what it needs (pyproject's markers), so `-m` selects honestly: the
+    tiers its fixtures need are added, and a test with no tier at all is an error."""
+    for item in items:
+        for name in sorted({NEEDS[f] for f in item.fixturenames if f in NEEDS}):
+            if not item.get_closest_marker(name):
+                item.add_marker(getattr(pytest.mark, name))
+    unmarked = [item.nodeid for item in items if not any(item.get_closest_marker(t) for t in TIERS)]
+    if unmarked:
+        raise pytest.UsageError(f"tests without a tier marker ({', '.join(TIERS)}): {unmarked}")

@@ -117,6 +117,22 @@ def command_line(pid: int) -> str:
         return ""
 
 
+def worker_processes(models_dir: Path) -> list[int]:
+    """Training worker processes of this models folder now running (zombies excluded)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            line = command_line(int(entry.name))
+            if "mnist_core.training.worker" in line and str(models_dir) in line:
+                try:
+                    state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                except OSError:
+                    continue
+                if state != "Z":
+                    found.append(int(entry.name))
+    return found
+
+
 def launch_chromium(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
 
@@ -156,6 +172,15 @@ def app_button(page, name: str):
     """A button of the app itself, not of Streamlit's toolbar (which shows "Stop" while a
     script runs)."""
     return page.get_by_test_id("stMainBlockContainer").get_by_role("button", name=name)
+
+
+def start_training(page, url: str, epochs_key: str = "End") -> None:
+    """Open Train, set the epochs slider (End = 50 epochs, a long run) and press Start."""
+    open_page(page, f"{url}/Train")
+    slider = page.locator('[data-testid="stSlider"]', has_text="Epochs").get_by_role("slider")
+    slider.focus()
+    page.keyboard.press(epochs_key)
+    app_button(page, "Start training").click()
 
 
 def prediction(page):

@@ -1,4 +1,5 @@
-"""The two rules of the layout: mnist_core has no Streamlit; the server process has no TensorFlow."""
+"""The rules of the layout: mnist_core has no Streamlit; the server process has no TensorFlow;
+pages are layout; modules are what their folder says."""
 
 from __future__ import annotations
 
@@ -7,10 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parent.parent
-SERVER_FILES = [REPO / "app.py", *sorted((REPO / "serving").glob("*.py")), *sorted((REPO / "pages").glob("*.py"))]
-CORE_FILES = sorted((REPO / "mnist_core").glob("*.py"))
-WORKER_SIDE = {"worker.py"}  # the only module that may import TensorFlow / Keras
+PAGES = sorted((REPO / "pages").glob("*.py"))
+SERVER_FILES = [REPO / "app.py", *sorted((REPO / "serving").glob("*.py")), *PAGES]
+CORE_FILES = sorted((REPO / "mnist_core").rglob("*.py"))
+# The only modules that may import TensorFlow / Keras: they run in the worker process.
+WORKER_SIDE = {REPO / "mnist_core/training/fit.py", REPO / "mnist_core/training/snapshots.py"}
+TENSORFLOW = {"tensorflow", "keras", "tf2onnx"}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -23,9 +31,8 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
-def test_pages_are_where_the_product_says():
-    assert [p.name for p in SERVER_FILES[2:]] == [
-        "1_Explore.py", "2_Train.py", "3_Draw.py", "4_Class_drawings.py"]
+def module_name(path: Path) -> str:
+    return ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
 
 
 def test_mnist_core_never_imports_streamlit():
@@ -33,32 +40,47 @@ def test_mnist_core_never_imports_streamlit():
     assert offenders == []
 
 
-def test_only_the_worker_imports_tensorflow_or_keras():
-    offenders = [
-        p.name for p in CORE_FILES
-        if p.name not in WORKER_SIDE and imported_modules(p) & {"tensorflow", "keras", "tf2onnx"}
-    ]
+def test_only_the_worker_side_imports_tensorflow_or_keras():
+    offenders = [str(p.relative_to(REPO)) for p in CORE_FILES
+                 if p not in WORKER_SIDE and imported_modules(p) & TENSORFLOW]
     assert offenders == []
 
 
 def test_app_and_pages_import_no_tensorflow_directly():
-    offenders = [p.name for p in SERVER_FILES if imported_modules(p) & {"tensorflow", "keras"}]
+    offenders = [p.name for p in SERVER_FILES if imported_modules(p) & TENSORFLOW]
     assert offenders == []
 
 
 def test_server_side_imports_load_no_tensorflow_or_keras():
-    """Import everything the pages import, in a fresh interpreter, and look at sys.modules."""
-    modules = set()
-    for path in SERVER_FILES:
-        modules |= {m for m in imported_modules(path) if m in ("ui", "mnist_core")}
-    core = [f"mnist_core.{p.stem}" for p in CORE_FILES
-            if p.name not in WORKER_SIDE and p.stem != "__init__"]
+    """Import every module the server may reach (all of serving and mnist_core but the worker
+    side), in a fresh interpreter, and look at sys.modules."""
+    modules = [module_name(p) for p in [*sorted((REPO / "serving").glob("*.py")), *CORE_FILES]
+               if p not in WORKER_SIDE]
     code = (
         f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
-        f"import ui, {', '.join(core)}\n"
+        f"import {', '.join(modules)}\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
         "print(bad[:5]); sys.exit(1 if bad else 0)\n"
     )
-    assert modules == {"ui", "mnist_core"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "mnist_core.training.worker" in modules  # its TensorFlow import waits for the lease
+
+
+def test_no_class_is_defined_inside_a_function_and_no_import_hides_an_ordering_problem():
+    for path in [*CORE_FILES, *SERVER_FILES]:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                inner = [n.name for n in ast.walk(node) if isinstance(n, ast.ClassDef)]
+                assert inner == [], f"{path.name}: class {inner} inside {node.name}()"
+        assert "noqa: E402" not in path.read_text(), path.name
+
+
+def test_pages_build_no_stores_databases_or_trainers():
+    """Shared objects come from serving.ui (created once per server), not from each page."""
+    built = {"ModelStore", "DrawingStore", "Trainer", "TrainingLease", "Follower"}
+    for path in [REPO / "app.py", *PAGES]:
+        calls = {n.func.id for n in ast.walk(ast.parse(path.read_text()))
+                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+        assert not calls & built, f"{path.name} builds {calls & built}"

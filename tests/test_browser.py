@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
-import e2e
 import pytest
+
+from tests import e2e
 
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parent.parent
-ARTIFACTS = REPO / "test-artifacts"
+# Screenshots for a person to look at; never inside the repository.
+ARTIFACTS = Path(os.environ.get("MNIST_TEST_ARTIFACTS")
+                 or Path(tempfile.gettempdir()) / "mnist-test-artifacts")
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +43,7 @@ def assert_no_errors(page):
 
 
 def screenshot(page, name: str):
-    ARTIFACTS.mkdir(exist_ok=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
 
 
@@ -55,31 +60,30 @@ def test_explore_grid_renders(server, page):
     screenshot(page, "explore")
 
 
-def test_short_training_shows_live_progress_and_finishes(server, page):
-    e2e.open_page(page, f"{server}/Train")
-    slider = page.locator('[data-testid="stSlider"]', has_text="Epochs").get_by_role("slider")
-    slider.focus()
-    page.keyboard.press("Home")
-    page.keyboard.press("ArrowRight")  # 2 epochs
-    e2e.app_button(page, "Start training").click()
+def test_a_training_shows_live_progress_and_its_stopped_result(server, page):
+    """A 50-epoch training is watched until it has moved and finished an epoch, then stopped:
+    nothing here depends on how fast the machine trains."""
+    e2e.start_training(page, server)  # 50 epochs
     progress = page.locator('[data-testid="stProgress"] [role="progressbar"]')
     seen = set()
-    deadline = time.time() + 180
-    while time.time() < deadline:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
         if progress.count():
             value = progress.first.get_attribute("aria-valuenow")
             if value is not None:
                 seen.add(float(value))
-        if page.get_by_text("Training finished").count():
+        if len({v for v in seen if 0 < v < 100}) >= 2 and page.get_by_text("epoch 2/50").count():
             break
         time.sleep(0.25)
     else:
         screenshot(page, "train-timeout")
-        pytest.fail(f"training did not finish; progress seen {sorted(seen)}")
-    assert len({v for v in seen if 0 < v < 100}) >= 2, sorted(seen)  # it moved while we watched
+        pytest.fail(f"the training did not move on; progress seen {sorted(seen)}")
     page.get_by_text("Per epoch").wait_for()
     assert page.locator(".vega-embed").count() >= 2  # batch and epoch charts
-    page.get_by_text("Confusion matrix").wait_for()
+    screenshot(page, "train-live")
+    e2e.app_button(page, "Stop").click()
+    page.get_by_text("Training stopped: validation accuracy").wait_for(timeout=120000)
+    page.get_by_text("Confusion matrix").wait_for(timeout=60000)
     assert_no_errors(page)
     screenshot(page, "train")
 
@@ -92,8 +96,7 @@ def test_drawing_a_digit_gives_a_prediction(server, page):
     e2e.draw(page, 7)
     prediction = e2e.prediction(page)
     prediction.wait_for(timeout=30000)
-    value = prediction.locator('[data-testid="stMetricValue"]').inner_text().strip()
-    assert value.isdigit() and 0 <= int(value) <= 9
+    assert prediction.locator('[data-testid="stMetricValue"]').inner_text().strip() == "7"
     page.get_by_text("From your drawing to what the model sees").wait_for()
     # The steps are inline images at their own size, enlarged by the browser.
     centred = page.get_by_alt_text("4. centred by mass in 28x28")

@@ -6,7 +6,11 @@ import json
 import subprocess
 import sys
 
-from mnist_core.store import ModelStore
+import pytest
+
+from mnist_core.runs.store import ModelStore
+
+pytestmark = pytest.mark.trains
 
 
 def run_cli(*args):
@@ -22,10 +26,15 @@ def test_cli_trains_and_prints_a_json_summary(tmp_path):
     assert summary["status"] == "finished" and summary["epochs"] == 1
     assert summary["batch_size"] == 128 and summary["model"] == "seed_mlp"
     assert summary["val_accuracy"] > 0.85 and summary["fit_seconds"] > 0
-    assert "cores" in summary["device"]  # the CPU, named
+    assert summary["device_kind"] in ("CPU", "GPU") and summary["device"]
     run = ModelStore(tmp_path).current()
     assert run.run_id == summary["run_id"] and str(run.keras_path) == summary["saved"]
+    assert summary["val_accuracy"] == run.val_accuracy
+    assert summary["fit_seconds"] == round(run.record.fit_seconds, 2)
     assert "epoch 1: loss" in result.stderr
+    # Nothing runs now: --stop says so and fails.
+    stop = run_cli("--stop", "--models-dir", str(tmp_path))
+    assert stop.returncode == 1 and "no training is running" in stop.stderr
 
 
 def test_cli_refuses_settings_out_of_bounds(tmp_path):

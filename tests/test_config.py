@@ -6,6 +6,8 @@ import pytest
 
 from mnist_core.config import BOUNDS, TrainConfig
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("field, bad, message", [
     ("epochs", 0, "epochs must be from 1 to 50, got 0"),

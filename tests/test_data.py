@@ -20,6 +20,8 @@ from mnist_core.data import (
     read_mnist,
 )
 
+pytestmark = pytest.mark.unit
+
 # Facts about the real files, from the data's provenance notes (data/mnist/README.md).
 FIRST_TRAIN_LABELS = [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
 FIRST_VALID_LABELS = [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]

@@ -7,13 +7,15 @@ import pytest
 
 from mnist_core.config import TrainConfig
 from mnist_core.models import count_params, keras_code, summary
-from mnist_core.worker import build_model
+from mnist_core.training.fit import build_model
+
+pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize("name", ["seed_mlp", "cnn"])
 def test_summary_matches_keras(name):
     keras.backend.clear_session()  # layer names count from zero again, as in a fresh notebook
-    model = build_model(keras, name)
+    model = build_model(name)
     rows = summary(name)
     assert [r["params"] for r in rows] == [layer.count_params() for layer in model.layers]
     assert [r["output_shape"] for r in rows] == [tuple(layer.output.shape)

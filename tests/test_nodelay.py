@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import socket
 
+import pytest
+
 from serving.nodelay import disable_nagle_on_servers
+
+pytestmark = pytest.mark.unit
 
 
 def nodelay(sock: socket.socket) -> bool:

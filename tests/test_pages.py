@@ -11,8 +11,11 @@ from streamlit.testing.v1 import AppTest
 
 from mnist_core.config import BOUNDS
 
+pytestmark = pytest.mark.apptest
+
 TIMEOUT = 60
 REPO = Path(__file__).resolve().parent.parent
+PAGES = ["app.py", *(f"pages/{p.name}" for p in sorted((REPO / "pages").glob("*.py")))]
 
 
 def run_page(path: str) -> AppTest:
@@ -38,6 +41,18 @@ def with_trained_model(models_dir, trained_store):
 
 def metric(app: AppTest, label: str) -> str:
     return next(m.value for m in app.metric if m.label == label)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_a_model(page, models_dir):
+    app = run_page(page)
+    assert app.title and not app.error
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_with_a_model(page, with_trained_model):
+    app = run_page(page)
+    assert app.title and not app.error
 
 
 def test_home_shows_dataset_facts_and_the_model(with_trained_model, trained_run):
@@ -92,7 +107,7 @@ def test_train_form_bounds_are_the_config_bounds(models_dir):
 def test_train_shows_results_of_a_finished_run(with_trained_model, trained_run):
     app = run_page("pages/2_Train.py")
     assert metric(app, "Validation accuracy") == f"{trained_run.val_accuracy:.2%}"
-    mistakes = len(trained_run.record["evaluation"]["misclassified"])
+    mistakes = len(trained_run.record.evaluation.misclassified)
     assert metric(app, "Mistakes") == f"{mistakes} of 10,000"
 
 

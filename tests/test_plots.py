@@ -7,9 +7,12 @@ import io
 import re
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from mnist_core import plots
+
+pytestmark = pytest.mark.unit
 
 
 def test_images_html_carries_each_image_exactly_with_its_caption(mnist):

@@ -17,6 +17,8 @@ from mnist_core.preprocess import (
     to_grayscale,
 )
 
+pytestmark = pytest.mark.unit
+
 CANVAS = 280
 
 
@@ -117,9 +119,13 @@ def test_a_dot_is_told_apart_from_nothing():
     stroke_canvas([(140, 30), (140, 250)], 1),  # very thin
     stroke_canvas([(60, 60), (220, 220)], 120),  # very thick
 ], ids=["scribble", "border", "thin", "thick"])
-def test_odd_drawings_still_classify(trained_run, canvas):
+def test_odd_drawings_become_mnist_shaped_inputs(trained_run, canvas):
+    """Whatever is drawn, the model gets what MNIST gives it: the ink fitted into 20x20,
+    centred by mass in 28x28, none of it cut off."""
     steps = mnist_steps(canvas)
+    assert max(steps.fitted.shape) == 20 and min(steps.fitted.shape) >= 1
+    row, col = center_of_mass(steps.centered)
+    assert abs(row - 13.5) <= 1 and abs(col - 13.5) <= 1
+    assert steps.centered.astype(int).sum() == steps.fitted.astype(int).sum()
     probabilities = Classifier(trained_run.onnx_path).predict_proba(steps.x)[0]
-    assert probabilities.shape == (10,)
     assert probabilities.sum() == pytest.approx(1.0, abs=1e-5)
-    assert steps.centered.max() > 0

@@ -1,4 +1,4 @@
-"""The training engine on real MNIST: worker process, live snapshot, stop, faults, store."""
+"""The training engine on real MNIST: worker process, lease, live snapshot, stop, faults."""
 
 from __future__ import annotations
 
@@ -7,164 +7,255 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 
-from mnist_core import data, runs
+from mnist_core import data
 from mnist_core.config import TrainConfig
 from mnist_core.data import flatten, normalize
 from mnist_core.inference import Classifier
-from mnist_core.jobs import JobManager, JobRefused
-from mnist_core.store import ModelStore
-from mnist_core.worker import load_keras_model
+from mnist_core.runs import folder
+from mnist_core.runs.lease import TrainingLease
+from mnist_core.runs.store import ModelStore
+from mnist_core.training import supervisor
+from mnist_core.training.supervisor import JobRefused, StartFailed, Trainer
 
-# Long enough to be caught mid-run: ~3-4 s an epoch on 2 CPU cores.
-LONG = TrainConfig(epochs=20, batch_size=64, lr_schedule=False, learning_rate=0.001)
+pytestmark = pytest.mark.trains
+
+# Long enough never to end by itself while a test watches (~3-4 s an epoch on 2 CPU cores,
+# far longer than any test waits); every test that starts it stops it.
+LONG = TrainConfig(epochs=50, batch_size=64, lr_schedule=False, learning_rate=0.001)
+REPO = folder.REPO_DIR
 
 
-def wait_for(manager, condition, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        snap = manager.snapshot()
+def wait_for(trainer: Trainer, condition, timeout: float = 180):
+    """Poll the snapshot until `condition` holds (generous deadline, no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        snap = trainer.snapshot()
         if condition(snap):
             return snap
-        if not snap.active:
+        if not snap.active and snap.state != "idle":
             pytest.fail(f"training ended early: {snap.state} {snap.error}")
         time.sleep(0.1)
-    pytest.fail("timed out waiting for the training")
+    pytest.fail(f"timed out waiting for the training; last snapshot {trainer.snapshot()}")
+
+
+def stop_and_wait(trainer: Trainer) -> None:
+    trainer.stop()
+    trainer.wait(timeout=120)
 
 
 def test_short_training_is_saved_with_its_evaluation(trained_run, mnist):
     record = trained_run.record
-    assert record["status"] == "finished" and record["epochs_completed"] == 2
-    assert record["evaluation"]["accuracy"] > 0.95
-    assert len(record["history"]["val_accuracy"]) == 2
-    matrix = np.array(record["evaluation"]["confusion_matrix"])
+    assert record.status == "finished" and record.epochs_completed == 2
+    assert record.evaluation.accuracy > 0.95
+    assert len(record.history["val_accuracy"]) == 2
+    matrix = np.array(record.evaluation.confusion_matrix)
     assert matrix.sum() == 10000
     assert matrix.sum(axis=1).tolist() == np.bincount(mnist.y_valid).tolist()
-    assert np.trace(matrix) / 10000 == pytest.approx(record["evaluation"]["accuracy"])
-    assert len(record["evaluation"]["misclassified"]) == 10000 - np.trace(matrix)
-    mistake = record["evaluation"]["misclassified"][0]
-    assert mnist.y_valid[mistake["index"]] == mistake["true"] != mistake["predicted"]
-    assert record["params"] == 669706 and record["device_kind"] == "CPU"
+    assert np.trace(matrix) / 10000 == pytest.approx(record.evaluation.accuracy)
+    assert len(record.evaluation.misclassified) == 10000 - np.trace(matrix)
+    mistake = record.evaluation.misclassified[0]
+    assert mnist.y_valid[mistake.index] == mistake.true != mistake.predicted
+    assert record.params == 669706 and record.device_kind in ("CPU", "GPU")
+    assert record.parent is None and record.fine_tune is None
     assert trained_run.keras_path.is_file() and trained_run.onnx_path.is_file()
+    # The lease is gone with the worker: nobody trains, and nothing is stale.
+    lease = TrainingLease(trained_run.path.parent)
+    assert lease.current() is None and lease.info() is None
 
 
 def test_onnx_matches_keras_and_the_saved_evaluation(trained_run, mnist):
+    from mnist_core.training.fit import load_keras_model
+
     x_valid = normalize(flatten(mnist.x_valid))
     model = load_keras_model(trained_run.keras_path)
     keras_probabilities = model.predict(x_valid, batch_size=2048, verbose=0)
     onnx_probabilities = Classifier(trained_run.onnx_path).predict_proba(x_valid)
     np.testing.assert_allclose(onnx_probabilities, keras_probabilities, atol=1e-5)
     accuracy = (onnx_probabilities.argmax(axis=1) == mnist.y_valid).mean()
-    assert accuracy == pytest.approx(trained_run.record["evaluation"]["accuracy"])
+    assert accuracy == pytest.approx(trained_run.record.evaluation.accuracy)
 
 
-def test_store_lists_and_picks_the_run(trained_store, trained_run):
+def test_store_lists_the_run_and_refuses_paths_outside_the_folder(trained_store, trained_run,
+                                                                  tmp_path):
     scan = trained_store.scan()
     assert [run.run_id for run in scan.usable] == [trained_run.run_id]
-    assert scan.skipped == []
+    assert scan.skipped == [] and scan.unreadable == []
     assert trained_store.get(trained_run.run_id).record == trained_run.record
-    assert trained_store.get("../etc") is None
+    # A models folder inside another one that holds a real run: "../<run id>" exists on
+    # disk, and must still not be reachable.
+    outer = tmp_path / "outer"
+    shutil.copytree(trained_store.root, outer)
+    inner = ModelStore(outer / "inner")
+    inner.root.mkdir()
+    assert (inner.root / ".." / trained_run.run_id / folder.RECORD).is_file()
+    assert inner.get(f"../{trained_run.run_id}") is None
+    assert inner.get(str(outer / trained_run.run_id)) is None
 
 
 def test_live_snapshot_stop_within_the_epoch_and_refusal(tmp_path):
-    manager = JobManager(ModelStore(tmp_path))
-    run_id = manager.start(LONG)
-    snap = wait_for(manager, lambda s: s.epoch == 2 and s.batch > 20)
-    assert snap.state == "running" and len(snap.history) == 1  # epoch 1 ended before epoch 2
-    assert snap.samples_per_second > 0 and snap.eta > 0 and snap.device_kind == "CPU"
+    trainer = Trainer(tmp_path)
+    run_id = trainer.start(LONG).run_id
+    snap = wait_for(trainer, lambda s: s.epoch == 2 and s.batch > 20)
+    assert snap.state == "running" and snap.run_id == run_id
+    assert len(snap.history) == 1 and snap.history[0].complete  # epoch 1 ended before epoch 2
+    assert snap.samples_per_second > 0 and snap.eta > 0 and snap.device_kind in ("CPU", "GPU")
     assert len(snap.batch_loss) == len(snap.steps) > 10
     assert snap.steps == tuple(sorted(snap.steps))
-    with pytest.raises(JobRefused, match="already running"):
-        manager.start(TrainConfig())
-    assert manager.stop()
-    snap = manager.wait(timeout=60)
+    assert 0 < snap.progress < 1
+    with pytest.raises(JobRefused, match=f"already running \\(run {run_id}"):
+        Trainer(tmp_path).start(TrainConfig())  # any Trainer: the lease is on disk
+    assert Trainer(tmp_path).stop()  # a Trainer that did not start it can stop it
+    snap = trainer.wait(timeout=120)
     assert snap.state == "stopped", snap.error
     # Stopped inside epoch 2: that epoch is partial, epoch 1 was kept and saved.
-    assert [e["complete"] for e in snap.history] == [True, False]
-    run = manager.store.get(run_id)
-    assert run.usable and run.record["epochs_completed"] == 1
+    assert [e.complete for e in snap.history] == [True, False]
+    run = ModelStore(tmp_path).get(run_id)
+    assert run.usable and run.record.epochs_completed == 1 and run.status == "stopped"
     probabilities = Classifier(run.onnx_path).predict_proba(np.zeros((2, 784), np.float32))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
-    # Once stopped, a new training may start.
-    assert not manager.stop()
+    assert not trainer.stop()  # nothing runs any more
+    assert TrainingLease(tmp_path).info() is None
 
 
 def test_failing_job_reports_its_error(tmp_path):
     broken = tmp_path / "broken-data"
     shutil.copytree(data.BUNDLED_DIR, broken)
     (broken / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip")
-    manager = JobManager(ModelStore(tmp_path / "models"), env={"MNIST_DATA": str(broken)})
-    run_id = manager.start(TrainConfig(epochs=1))
-    snap = manager.wait(timeout=120)
+    trainer = Trainer(tmp_path / "models", env={"MNIST_DATA": str(broken)})
+    run_id = trainer.start(TrainConfig(epochs=1)).run_id
+    snap = trainer.wait(timeout=180)
     assert snap.state == "failed"
     assert "DatasetError" in snap.error and "train-images-idx3-ubyte.gz" in snap.error
     assert "checksum mismatch" in snap.error
-    run = manager.store.get(run_id)
+    run = ModelStore(tmp_path / "models").get(run_id)
     assert run.status == "failed" and not run.usable and "DatasetError" in run.error
 
 
+def test_a_worker_that_cannot_start_leaves_no_run_and_no_lease(tmp_path, monkeypatch):
+    monkeypatch.setattr(supervisor, "WORKER_MODULE", "mnist_core.no_such_module")
+    trainer = Trainer(tmp_path)
+    with pytest.raises(StartFailed, match="No module named mnist_core.no_such_module"):
+        trainer.start(TrainConfig())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder.START_LOCK]
+    assert trainer.snapshot().state == "idle"
+
+
 def test_two_logical_devices_train_mirrored(tmp_path):
-    manager = JobManager(ModelStore(tmp_path), env={"MNIST_LOGICAL_CPUS": "2"})
-    manager.start(TrainConfig(epochs=1, train_size=10000, batch_size=256))
-    snap = manager.wait(timeout=180)
+    trainer = Trainer(tmp_path, env={"MNIST_LOGICAL_CPUS": "2"})
+    trainer.start(TrainConfig(epochs=1, train_size=10000, batch_size=256))
+    snap = trainer.wait(timeout=300)
     assert snap.state == "finished", snap.error
     assert snap.strategy == "MirroredStrategy" and "2 logical devices" in snap.device
     assert snap.val_accuracy > 0.85
 
 
-def test_worker_killed_mid_run_is_interrupted_never_finished(tmp_path):
-    manager = JobManager(ModelStore(tmp_path))
-    run_id = manager.start(LONG)
-    wait_for(manager, lambda s: s.batch > 5)
-    os.kill(manager.worker_pid(), signal.SIGKILL)
-    snap = manager.wait(timeout=30)
+START_IN_ANOTHER_PROCESS = """
+import json, sys
+from mnist_core.config import TrainConfig
+from mnist_core.training.supervisor import JobRefused, Trainer
+config = TrainConfig(**json.loads(sys.argv[2]))
+try:
+    print(json.dumps({"run_id": Trainer(sys.argv[1]).start(config).run_id}))
+except JobRefused as exc:
+    print(json.dumps({"refused": str(exc)}))
+"""
+
+
+def start_elsewhere(root, config: TrainConfig) -> subprocess.Popen:
+    """A Trainer in another process (another server), which exits once it has started."""
+    return subprocess.Popen(
+        [sys.executable, "-c", START_IN_ANOTHER_PROCESS, str(root),
+         json.dumps({k: v for k, v in config.to_dict().items() if k != "fine_tune_from"})],
+        stdout=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def test_two_processes_pressing_start_at_once_get_one_training(tmp_path):
+    starters = [start_elsewhere(tmp_path, LONG) for _ in range(3)]
+    answers = [json.loads(p.communicate(timeout=180)[0]) for p in starters]
+    started = [a["run_id"] for a in answers if "run_id" in a]
+    refused = [a["refused"] for a in answers if "refused" in a]
+    assert len(started) == 1 and len(refused) == 2, answers
+    assert all(f"run {started[0]}" in text or "being started" in text for text in refused)
+    # The starters have exited: the training outlives them and any process can follow it.
+    trainer = Trainer(tmp_path)
+    wait_for(trainer, lambda s: s.run_id == started[0] and s.batch > 2)
+    assert [r.run_id for r in ModelStore(tmp_path).scan().runs] == started
+    stop_and_wait(trainer)
+    assert ModelStore(tmp_path).get(started[0]).status in ("stopped", "finished")
+
+
+def test_worker_killed_mid_run_is_interrupted_never_finished(tmp_path, caplog):
+    trainer = Trainer(tmp_path)
+    run_id = trainer.start(LONG).run_id
+    wait_for(trainer, lambda s: s.batch > 5)
+    pid = TrainingLease(tmp_path).current().pid
+    with caplog.at_level(logging.WARNING, logger="mnist_core.runs.lease"):
+        os.kill(pid, signal.SIGKILL)
+        snap = trainer.wait(timeout=60)
     assert snap.state == "interrupted" and "signal 9" in snap.error
-    run = manager.store.get(run_id)
+    run = ModelStore(tmp_path).get(run_id)
     assert run.status == "interrupted" and not run.usable
-    assert not (run.path / runs.RECORD).exists() and not run.keras_path.exists()
-    assert manager.store.current() is None
+    assert not (run.path / folder.RECORD).exists() and not run.keras_path.exists()
+    assert ModelStore(tmp_path).current() is None
+    # The page that watched it recovered the stale lease at once, and said so.
+    assert f"Recovered a stale training lease: run {run_id} (pid {pid})" in caplog.text
+    assert f"run {run_id}" in snap.notice and TrainingLease(tmp_path).info() is None
+
+
+def kill_unwatched_training(root) -> tuple[str, int]:
+    """A training started by another process (now gone), killed while no one watches."""
+    starter = start_elsewhere(root, LONG)
+    run_id = json.loads(starter.communicate(timeout=180)[0])["run_id"]
+    lease = TrainingLease(root)
+    deadline = time.monotonic() + 180
+    while not (root / run_id / folder.METRICS).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pid = lease.current().pid
+    os.kill(pid, signal.SIGKILL)
+    while lease.held() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lease.info().run_id == run_id and not lease.held()  # stale: the lock is free
+    return run_id, pid
+
+
+def test_a_stale_lease_is_recovered_by_the_next_start_with_a_log_line(tmp_path, caplog):
+    run_id, pid = kill_unwatched_training(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="mnist_core.runs.lease"):
+        started = Trainer(tmp_path).start(TrainConfig(epochs=1, train_size=2000))
+    assert started.recovered.run_id == run_id and run_id in started.notice
+    assert f"Recovered a stale training lease: run {run_id} (pid {pid})" in caplog.text
+    snap = Trainer(tmp_path).wait(timeout=180)
+    assert snap.state == "finished" and snap.run_id == started.run_id
+    assert ModelStore(tmp_path).get(run_id).status == "interrupted"
+
+
+def test_a_stale_lease_is_recovered_by_the_first_reader_and_shown(tmp_path, caplog):
+    run_id, pid = kill_unwatched_training(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="mnist_core.runs.lease"):
+        snap = Trainer(tmp_path).snapshot()
+    assert snap.run_id == run_id and snap.state == "interrupted"
+    assert f"run {run_id}" in snap.notice and "recovered" in snap.notice
+    assert f"Recovered a stale training lease: run {run_id} (pid {pid})" in caplog.text
+    assert not (tmp_path / folder.LEASE).exists()
 
 
 def test_hung_worker_is_killed_and_reported(tmp_path):
-    manager = JobManager(ModelStore(tmp_path), stall_seconds=4)
-    run_id = manager.start(LONG)
-    wait_for(manager, lambda s: s.batch > 5)
-    os.kill(manager.worker_pid(), signal.SIGSTOP)  # alive but silent, like a hang
-    snap = manager.wait(timeout=60)
-    assert snap.state == "failed" and "made no progress for 4 s" in snap.error
-    assert manager.store.get(run_id).status == "failed"
-
-
-def test_broken_entries_in_the_models_folder_are_skipped(trained_store, trained_run, tmp_path,
-                                                          caplog):
-    root = tmp_path / "models"
-    shutil.copytree(trained_store.root, root)
-    good = root / trained_run.run_id
-
-    def copy(name):
-        shutil.copytree(good, root / name)
-        return root / name
-
-    (copy("20990101-000000-aaaa") / runs.KERAS_FILE).write_bytes(b"not a zip at all")
-    (copy("20990101-000000-bbbb") / runs.ONNX_FILE).unlink()
-    (copy("20990101-000000-cccc") / runs.RECORD).write_text("{ truncated")
-    (root / "notes.txt").write_text("a teacher's notes")
-    (root / "20990101-000000-dddd").mkdir()
-    with caplog.at_level(logging.WARNING):
-        scan = ModelStore(root).scan()
-    assert [run.run_id for run in scan.usable] == [trained_run.run_id]
-    reasons = dict(scan.skipped)
-    assert "corrupt" in reasons["20990101-000000-aaaa"]
-    assert "without its model.onnx" in reasons["20990101-000000-bbbb"]
-    assert "record.json is corrupt" in reasons["20990101-000000-cccc"]
-    assert reasons["notes.txt"] == "not a run folder"
-    assert reasons["20990101-000000-dddd"] == "no config.json"
-    assert "skipped 20990101-000000-aaaa" in caplog.text
-    assert ModelStore(root).current().run_id == trained_run.run_id
+    trainer = Trainer(tmp_path, stall_seconds=10)
+    # Without validation the worker writes an event every 0.1 s: 10 s of silence is a hang.
+    run_id = trainer.start(TrainConfig(**{**LONG.to_dict(), "validation": False})).run_id
+    wait_for(trainer, lambda s: s.batch > 5)
+    os.kill(TrainingLease(tmp_path).current().pid, signal.SIGSTOP)  # alive but silent
+    snap = trainer.wait(timeout=120)
+    assert snap.state == "failed" and "made no progress for 10 s" in snap.error
+    assert ModelStore(tmp_path).get(run_id).status == "failed"
+    assert TrainingLease(tmp_path).current() is None
 
 
 def test_choosing_a_run_and_a_newer_finish_replaces_the_choice(trained_store, trained_run,
@@ -173,39 +264,43 @@ def test_choosing_a_run_and_a_newer_finish_replaces_the_choice(trained_store, tr
     shutil.copytree(trained_store.root, root)
     older = root / "20000101-000000-0000"
     shutil.copytree(root / trained_run.run_id, older)
-    record = json.loads((older / runs.RECORD).read_text())
+    record = json.loads((older / folder.RECORD).read_text())
     record["finished"] -= 3600
-    (older / runs.RECORD).write_text(json.dumps(record))
+    (older / folder.RECORD).write_text(json.dumps(record))
     store = ModelStore(root)
     assert store.current().run_id == trained_run.run_id  # newest by default
     store.choose(older.name)
     assert store.current().run_id == older.name
-    record = json.loads((root / trained_run.run_id / runs.RECORD).read_text())
+    record = json.loads((root / trained_run.run_id / folder.RECORD).read_text())
     record["finished"] = time.time() + 10  # a training that finishes after the choice
-    (root / trained_run.run_id / runs.RECORD).write_text(json.dumps(record))
+    (root / trained_run.run_id / folder.RECORD).write_text(json.dumps(record))
     assert store.current().run_id == trained_run.run_id
 
 
 def test_cnn_trains_and_serves_the_same_predictions(tmp_path, mnist):
-    manager = JobManager(ModelStore(tmp_path))
-    run_id = manager.start(TrainConfig(model="cnn", epochs=1, train_size=3000, batch_size=128))
-    snap = manager.wait(timeout=300)
+    from mnist_core.training.fit import load_keras_model
+
+    trainer = Trainer(tmp_path)
+    run_id = trainer.start(TrainConfig(model="cnn", epochs=1, train_size=3000,
+                                       batch_size=128)).run_id
+    snap = trainer.wait(timeout=300)
     assert snap.state == "finished", snap.error
-    run = manager.store.get(run_id)
-    assert run.record["params"] == 34826 and run.val_accuracy > 0.7
+    run = ModelStore(tmp_path).get(run_id)
+    assert run.record.params == 34826 and run.val_accuracy > 0.7
     x = normalize(flatten(mnist.x_valid[:500]))
     keras_probabilities = load_keras_model(run.keras_path).predict(x, verbose=0)
     np.testing.assert_allclose(Classifier(run.onnx_path).predict_proba(x), keras_probabilities,
                                atol=1e-5)
 
 
+@pytest.mark.unit
 def test_augmentation_varies_digits_but_keeps_them_digits(mnist):
     import tensorflow as tf
 
-    from mnist_core.worker import augmenter
+    from mnist_core.training.fit import augmenter
 
     x = normalize(flatten(mnist.x_valid[:256]))
-    out = augmenter(tf, seed=1)(tf.constant(x)).numpy()
+    out = augmenter(seed=1)(tf.constant(x)).numpy()
     assert out.shape == x.shape and out.dtype == np.float32
     assert out.min() >= 0.0 and out.max() <= 1.0
     changed = np.abs(out - x).sum(axis=1) > 1.0

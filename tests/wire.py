@@ -14,10 +14,11 @@ import json
 import time
 
 import websockets
-from e2e import DIGIT_STROKES
 from PIL import Image, ImageDraw
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+from tests.e2e import DIGIT_STROKES
 
 CANVAS_SIZE = 280
 STROKE_WIDTH = 20
@@ -48,6 +49,25 @@ def canvas_state(digit: int | None) -> str:
 
 class ScriptError(RuntimeError):
     """The page showed an exception, or the script did not finish."""
+
+
+async def send_clear_cache(url: str, timeout: float = 30) -> None:
+    """What any visitor's websocket may send: Streamlit's "Clear caches" (no developer check)."""
+    ws_url = url.replace("http://", "ws://") + "/_stcore/stream"
+    async with websockets.connect(ws_url, subprotocols=["streamlit"], max_size=None,
+                                  open_timeout=timeout) as ws:
+        message = BackMsg()
+        message.clear_cache = True
+        await ws.send(message.SerializeToString())
+        message = BackMsg()
+        message.rerun_script.page_name = "Home"  # a run after the clear: it was handled
+        await ws.send(message.SerializeToString())
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = ForwardMsg()
+            reply.ParseFromString(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
+            if reply.WhichOneof("type") == "script_finished":
+                return
 
 
 class DrawVisitor:

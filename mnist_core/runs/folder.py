@@ -1,0 +1,263 @@
+"""The models folder on disk: its layout, atomic writes, events, and a run's status.
+
+    <models dir>/
+        training.lock       held (OS file lock) by the worker that trains, for its whole life
+        training.json       the lease: who trains (pid, start, run id, config); see lease.py
+        start.lock          held for a moment by whoever starts a training
+        current.json        the run the Draw page uses, when the teacher chose one
+        drawings.db         the class's labelled drawings (SQLite; -wal and -shm beside it)
+        .<run id>/          a run being prepared; renamed to <run id>/ by its worker
+        <run id>/
+            config.json     TrainConfig, written by whoever starts the run
+            worker.log      the worker's stdout and stderr
+            drawings.npz    a fine-tune's copy of the class's drawings, taken when it starts
+            metrics.jsonl   the worker's events, one JSON object a line (record.py)
+            stop            written by any server: please stop after the current batch
+            outcome.json    written by a supervisor when the worker died without saying why
+                            or had to be killed
+            model.keras     the trained model (float32), for Keras: fine-tuning, export
+            model.onnx      the same model, for serving with ONNX Runtime
+            record.json     written last by the worker: the run was saved
+
+Each file has one writer. Every file but metrics.jsonl is written to a temporary name and
+renamed, so a reader never sees half a file. A run's status is decided by `run_status` alone.
+Locks are OS file locks: reliable on a local disk, not on network shares (NFS, SMB).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mnist_core.config import TrainConfig
+from mnist_core.runs.record import (
+    EndEvent,
+    ErrorEvent,
+    Event,
+    RecordError,
+    RunRecord,
+    StartEvent,
+    Status,
+    event_to_dict,
+    parse_event,
+    parse_fields,
+    read_json,
+)
+
+log = logging.getLogger(__name__)
+
+REPO_DIR = Path(__file__).resolve().parents[2]
+DEFAULT_MODELS_DIR = REPO_DIR / "models"
+
+# In a run folder
+CONFIG = "config.json"
+WORKER_LOG = "worker.log"
+DRAWINGS = "drawings.npz"
+METRICS = "metrics.jsonl"
+STOP = "stop"
+OUTCOME = "outcome.json"
+KERAS_FILE = "model.keras"
+ONNX_FILE = "model.onnx"
+RECORD = "record.json"
+
+# In the models folder
+LEASE_LOCK = "training.lock"
+LEASE = "training.json"
+START_LOCK = "start.lock"
+CHOICE = "current.json"
+DRAWINGS_DB = "drawings.db"
+NOT_RUNS = (LEASE_LOCK, LEASE, START_LOCK, CHOICE, DRAWINGS_DB, f"{DRAWINGS_DB}-wal",
+            f"{DRAWINGS_DB}-shm", f"{DRAWINGS_DB}-journal")
+
+RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{4}")
+NOTHING_SAVED = "stopped before the first epoch ended: nothing was saved"
+ENDED_UNSAVED = "the training process ended before saving a model"
+
+
+def models_dir() -> Path:
+    """Where runs are kept: `MNIST_MODELS_DIR`, default `models/` in the repository."""
+    return Path(os.environ.get("MNIST_MODELS_DIR") or DEFAULT_MODELS_DIR).expanduser()
+
+
+def new_run_id(now: float | None = None) -> str:
+    """Sortable by time, unique within a folder: 20261123-203512-4f2a."""
+    now = time.time() if now is None else now
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    return f"{stamp}-{os.urandom(2).hex()}"
+
+
+def is_run_id(name: str) -> bool:
+    return RUN_ID.fullmatch(name) is not None
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, value) -> None:
+    atomic_write_bytes(path, json.dumps(value, indent=1).encode())
+
+
+def prepare_run(root: Path, config: TrainConfig, drawings_npz: bytes | None = None) -> Path:
+    """A new run folder under its hidden name `.<run id>`, holding config.json (and the
+    fine-tune's drawings). Its worker renames it to `<run id>` once it holds the lease, so a
+    visible run folder always has its config and a worker that started."""
+    run_id = new_run_id()
+    prepared = root / f".{run_id}"
+    prepared.mkdir(parents=True)
+    try:
+        atomic_write_json(prepared / CONFIG, config.to_dict())
+        if drawings_npz is not None:
+            atomic_write_bytes(prepared / DRAWINGS, drawings_npz)
+    except BaseException:
+        shutil.rmtree(prepared, ignore_errors=True)
+        raise
+    return prepared
+
+
+def append_event(path: Path, event: Event) -> None:
+    """Append one JSON line; a single write of a whole line, so readers see whole lines."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(event_to_dict(event)) + "\n")
+        f.flush()
+
+
+class EventReader:
+    """Reads the new complete lines of a metrics.jsonl on each call (a partial last line
+    waits for the next call); lines that are not valid events are counted and skipped."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.offset = 0
+        self.skipped = 0
+
+    def read_new(self) -> list[Event]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return []
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        events = []
+        for line in chunk[: end + 1].splitlines():
+            try:
+                events.append(parse_event(json.loads(line)))
+            except (ValueError, RecordError):
+                self.skipped += 1  # a damaged line must not hide the rest
+        return events
+
+
+@dataclass(frozen=True)
+class EventSummary:
+    """What a run's events say about how it ended."""
+
+    started: bool = False
+    end: EndEvent | None = None
+    error: str | None = None
+
+
+def summarize(events: list[Event], summary: EventSummary = EventSummary()) -> EventSummary:
+    started, end, error = summary.started, summary.end, summary.error
+    for event in events:
+        if isinstance(event, StartEvent):
+            started = True
+        elif isinstance(event, EndEvent):
+            end = event
+        elif isinstance(event, ErrorEvent):
+            error = event.message
+    return EventSummary(started, end, error)
+
+
+@functools.lru_cache(maxsize=256)
+def _summary_of(path: Path, size: int, mtime_ns: int) -> EventSummary:
+    return summarize(EventReader(path).read_new())
+
+
+def read_summary(run_dir: Path) -> EventSummary:
+    """The summary of a run's metrics.jsonl, re-read only when the file changed."""
+    path = run_dir / METRICS
+    try:
+        stat = path.stat()
+    except OSError:
+        return EventSummary()
+    return _summary_of(path, stat.st_size, stat.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A supervisor's verdict on a worker that ended without saying why, or was killed."""
+
+    status: str  # failed or interrupted
+    message: str
+    t: float
+
+
+def write_outcome(run_dir: Path, status: str, message: str) -> None:
+    atomic_write_json(run_dir / OUTCOME, {"status": status, "message": message, "t": time.time()})
+
+
+def read_outcome(run_dir: Path) -> Outcome | None:
+    if not (run_dir / OUTCOME).exists():
+        return None
+    try:
+        outcome = parse_fields(Outcome, read_json(run_dir / OUTCOME), OUTCOME)
+    except RecordError as exc:
+        return Outcome("failed", f"{exc}", 0.0)
+    return outcome if outcome.status in ("failed", "interrupted") else None
+
+
+def run_status(*, record: RunRecord | None, live: bool, stop_requested: bool,
+               events: EventSummary, outcome: Outcome | None) -> tuple[Status, str | None]:
+    """The one place a run's status is decided: (status, why it ended that way).
+
+    live: a worker holds the lease for this run right now (see lease.py).
+    """
+    if record is not None:
+        return record.status, None
+    if live:
+        if stop_requested:
+            return "stopping", None
+        return ("running" if events.started else "starting"), None
+    if outcome is not None:
+        return outcome.status, outcome.message
+    if events.error is not None:
+        return "failed", events.error
+    if events.end is not None:
+        return "stopped", NOTHING_SAVED
+    return "interrupted", ENDED_UNSAVED
+
+
+def log_tail(run_dir: Path, lines: int = 15) -> str:
+    """The last lines of the worker's output, for a failure message."""
+    try:
+        with open(run_dir / WORKER_LOG, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(f.tell() - 16384, 0))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    useful = [line for line in text.splitlines() if line.strip()]
+    return "\n".join(useful[-lines:])

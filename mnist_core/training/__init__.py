@@ -1,0 +1,1 @@
+"""Training: the worker process (the only TensorFlow side), its supervisor and the CLI."""

@@ -1,0 +1,377 @@
+"""The TensorFlow side of a training, one step per function; imported only by the worker.
+
+`train(run_dir)` reads the run's config.json, prepares the notebook's data, builds and fits
+the model while `LiveMetrics` streams events to metrics.jsonl and honours the stop file, then
+saves model.keras, model.onnx and, last, record.json.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mnist_core.config import TrainConfig
+from mnist_core.data import (
+    IMAGE_SIZE,
+    NUM_PIXELS,
+    categorize,
+    flatten,
+    normalize,
+    read_mnist,
+)
+from mnist_core.devices import cpu_has_bf16, cpu_label, cpu_name
+from mnist_core.drawings import Drawings
+from mnist_core.evaluate import evaluation
+from mnist_core.models import OPTIMIZER_CLASSES, layers_of, warmup_steps
+from mnist_core.runs import folder
+from mnist_core.runs.record import (
+    BatchEvent,
+    EndEvent,
+    EpochEvent,
+    FineTuneResult,
+    RunRecord,
+    StartEvent,
+    read_config,
+)
+
+# How often batch metrics are written: enough for a smooth live chart, few enough lines
+# that a 9375-batch notebook-style run stays a small file.
+BATCH_EVENT_SECONDS = 0.1
+VALIDATION_BATCH = 2048
+DRAWINGS_SHARE = 0.1  # the class's drawings make up about this much of a fine-tune's epoch
+
+
+@dataclass(frozen=True)
+class Devices:
+    strategy: tf.distribute.Strategy
+    device: str  # what the pages show: "AMD EPYC (2 cores)", "NVIDIA A100"
+    device_kind: str  # CPU or GPU
+    devices: tuple[str, ...]  # "GPU:0", "CPU:1", ...
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    x_train: np.ndarray  # (N, 784) float32 in [0, 1]
+    y_train: np.ndarray  # (N, 10) one-hot
+    x_valid: np.ndarray  # (10000, 784) float32 in [0, 1]
+    y_valid: np.ndarray  # (10000, 10) one-hot
+    labels_valid: np.ndarray  # (10000,) uint8, y_valid as digits
+
+
+@dataclass(frozen=True)
+class FineTune:
+    """A fine-tune's starting weights and the held-out drawings that measure it."""
+
+    weights: list[np.ndarray]
+    x_holdout: np.ndarray  # (M, 784) float32
+    y_holdout: np.ndarray  # (M,) digits
+    result: FineTuneResult
+
+
+def setup_devices() -> Devices:
+    """All GPUs (mirrored when several), else the CPU.
+
+    `MNIST_LOGICAL_CPUS=N` splits the CPU into N logical devices and mirrors across them,
+    which exercises the multi-GPU code path on a machine without GPUs.
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)  # share the GPU with others
+    logical_cpus = int(os.environ.get("MNIST_LOGICAL_CPUS", "1"))
+    if gpus:
+        names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+                 for gpu in gpus]
+        devices = tuple(f"GPU:{i}" for i in range(len(gpus)))
+        kind, label = "GPU", ", ".join(names)
+    elif logical_cpus > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * logical_cpus)
+        devices = tuple(f"CPU:{i}" for i in range(logical_cpus))
+        kind, label = "CPU", f"{cpu_name()} as {logical_cpus} logical devices"
+    else:
+        devices = ("CPU:0",)
+        kind, label = "CPU", cpu_label()
+    if len(devices) > 1:
+        strategy = tf.distribute.MirroredStrategy(devices=[f"/{d}" for d in devices])
+    else:
+        strategy = tf.distribute.get_strategy()
+    return Devices(strategy, label, kind, devices)
+
+
+def resolve_precision(config: TrainConfig, device_kind: str) -> str:
+    if config.precision != "auto":
+        return config.precision
+    return "mixed_bfloat16" if device_kind == "CPU" and cpu_has_bf16() else "float32"
+
+
+def build_model(model_name: str, dtype_policy: str = "float32") -> keras.Sequential:
+    """The `keras.Sequential` of `mnist_core.models` for this model name."""
+    layers = [getattr(keras.layers, layer.kind)(**layer.kwargs, dtype=dtype_policy)
+              for layer in layers_of(model_name)]
+    if dtype_policy != "float32":
+        # Softmax in float32: bfloat16 probabilities are too coarse for a stable loss.
+        layers[-1] = keras.layers.Dense(**layers_of(model_name)[-1].kwargs, dtype="float32")
+    return keras.Sequential([keras.Input(shape=(NUM_PIXELS,)), *layers], name=model_name)
+
+
+def build_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    learning_rate = config.learning_rate
+    if config.lr_schedule:
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0,
+            decay_steps=config.epochs * config.steps_per_epoch(),
+            warmup_target=config.learning_rate,
+            warmup_steps=warmup_steps(config),
+        )
+    return getattr(keras.optimizers, OPTIMIZER_CLASSES[config.optimizer])(
+        learning_rate=learning_rate)
+
+
+def training_dataset(x_train: np.ndarray, y_train: np.ndarray,
+                     config: TrainConfig) -> tf.data.Dataset:
+    """Batches for all epochs, reshuffled every epoch, built in the graph from data held once.
+
+    x_train (N, 784) float32 in [0, 1], y_train (N, 10) one-hot. Shuffling whole index
+    vectors (one op per epoch) instead of 60000 single elements keeps the input pipeline
+    out of the way of the matrix products. When the batch size does not divide N the last
+    batch is topped up with the epoch's first images, so every batch is full.
+    """
+    n, batch = len(x_train), config.batch_size
+    steps = config.steps_per_epoch()
+    x_all, y_all = tf.constant(x_train), tf.constant(y_train)
+    repeats = math.ceil(steps * batch / n)
+
+    def epoch_batches(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(config.seed, tf.int64), epoch]))
+        order = tf.tile(order, [repeats])[: steps * batch]
+        return tf.reshape(order, (steps, batch))
+
+    augment = augmenter(config.seed) if config.augment else None
+
+    def gather(indices):
+        x = tf.gather(x_all, indices)
+        return (augment(x) if augment else x), tf.gather(y_all, indices)
+
+    return (tf.data.Dataset.range(config.epochs).map(epoch_batches).unbatch().map(gather)
+            .prefetch(2))
+
+
+def augmenter(seed: int):
+    """Random small shifts, rotations, scale and stroke-thickness changes of (B, 784) batches.
+
+    People draw off-centre, tilted, larger or smaller, with thicker or thinner pens than
+    MNIST's writers: showing the model such variations makes it hold up on drawings.
+    """
+    layers = [
+        keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed),
+        keras.layers.RandomRotation(0.05, fill_mode="constant", seed=seed + 1),  # about ±18°
+        keras.layers.RandomZoom((-0.15, 0.15), fill_mode="constant", seed=seed + 2),
+    ]
+
+    def augment(x):
+        images = tf.reshape(x, (-1, IMAGE_SIZE, IMAGE_SIZE, 1))
+        for layer in layers:
+            images = layer(images, training=True)
+        # Thicker (3x3 max filter) for a fifth of the images, thinner (3x3 min filter) for
+        # another fifth.
+        choice = tf.random.uniform((tf.shape(images)[0], 1, 1, 1), seed=seed + 3)
+        thicker = tf.nn.max_pool2d(images, 3, 1, "SAME")
+        thinner = -tf.nn.max_pool2d(-images, 3, 1, "SAME")
+        images = tf.where(choice < 0.2, thicker, tf.where(choice > 0.8, thinner, images))
+        return tf.reshape(tf.clip_by_value(images, 0.0, 1.0), (-1, NUM_PIXELS))
+
+    return augment
+
+
+class LiveMetrics(keras.callbacks.Callback):
+    """Streams metrics to metrics.jsonl and honours the stop file within one batch."""
+
+    def __init__(self, run_dir: Path, steps_per_epoch: int):
+        super().__init__()
+        self.metrics = run_dir / folder.METRICS
+        self.stop_file = run_dir / folder.STOP
+        self.steps = steps_per_epoch
+        self.last_write = 0.0
+        self.epoch = 0
+        self.epoch_start = time.time()
+        self.epochs_completed = 0
+        self.batches_done = 0
+        self.stop_requested = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.epoch_start = time.time()
+        self.batches_done = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches_done = batch + 1
+        now = time.time()
+        if now - self.last_write >= BATCH_EVENT_SECONDS or batch + 1 == self.steps:
+            self.last_write = now
+            # Keras reports the running mean over the epoch so far.
+            folder.append_event(self.metrics, BatchEvent(
+                epoch=self.epoch, batch=batch + 1, step=self.epoch * self.steps + batch + 1,
+                loss=float(logs["loss"]), accuracy=float(logs["accuracy"]), t=now))
+        if self.stop_file.exists():
+            self.stop_requested = True
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        complete = self.batches_done == self.steps
+        self.epochs_completed += complete
+        values = {key: float(logs[key]) for key in ("loss", "accuracy", "val_loss", "val_accuracy")
+                  if logs and key in logs}
+        folder.append_event(self.metrics, EpochEvent(
+            epoch=epoch, complete=complete, seconds=time.time() - self.epoch_start,
+            t=time.time(), **values))
+
+
+def prepare_data(config: TrainConfig) -> TrainingData:
+    """The notebook's steps: flatten, normalize, categorize (on a random subset if asked)."""
+    data = read_mnist()
+    order = np.random.default_rng(config.seed).permutation(len(data.x_train))
+    keep = np.sort(order[: config.train_size])
+    return TrainingData(
+        x_train=normalize(flatten(data.x_train[keep])),
+        y_train=categorize(data.y_train[keep]),
+        x_valid=normalize(flatten(data.x_valid)),
+        y_valid=categorize(data.y_valid),
+        labels_valid=data.y_valid,
+    )
+
+
+def add_drawings(run_dir: Path, config: TrainConfig,
+                 data: TrainingData) -> tuple[TrainingData, FineTune]:
+    """Training data plus the class's drawings, and what the parent run scores on held-out ones.
+
+    The drawings are the copy the supervisor took when the run started (drawings.npz).
+    Every 5th drawing is held out; the rest are repeated so that they make up about a tenth
+    of each epoch (a few dozen drawings would otherwise be lost among 60000 digits).
+    """
+    parent = load_keras_model(run_dir.parent / config.fine_tune_from / folder.KERAS_FILE)
+    if parent.name != config.model:
+        raise ValueError(f"run {config.fine_tune_from} is a {parent.name}, not a {config.model}")
+    drawings = Drawings.from_npz(run_dir / folder.DRAWINGS)
+    held, used = drawings.subset(drawings.holdout), drawings.subset(~drawings.holdout)
+    x_held = normalize(flatten(held.images))
+    before = None
+    if len(held):
+        before = float((parent.predict(x_held, verbose=0).argmax(axis=1) == held.labels).mean())
+    repeats = 0
+    if len(used):
+        repeats = int(np.clip(round(DRAWINGS_SHARE * len(data.x_train) / len(used)), 1, 1000))
+        data = replace(
+            data,
+            x_train=np.concatenate([data.x_train,
+                                    np.tile(normalize(flatten(used.images)), (repeats, 1))]),
+            y_train=np.concatenate([data.y_train, np.tile(categorize(used.labels), (repeats, 1))]),
+        )
+    result = FineTuneResult(drawings_train=len(used), drawings_holdout=len(held),
+                            drawings_repeats=repeats, accuracy_before=before)
+    return data, FineTune(parent.get_weights(), x_held, held.labels, result)
+
+
+def fit(model: keras.Model, data: TrainingData, config: TrainConfig,
+        callback: LiveMetrics) -> tuple[keras.callbacks.History, float]:
+    """model.fit as the notebook does it, with validation data; returns (history, seconds)."""
+    started = time.time()
+    history = model.fit(
+        training_dataset(data.x_train, data.y_train, config),
+        epochs=config.epochs,
+        steps_per_epoch=config.steps_per_epoch(),
+        validation_data=(data.x_valid, data.y_valid) if config.validation else None,
+        validation_batch_size=VALIDATION_BATCH,
+        callbacks=[callback],
+        shuffle=False,  # the dataset reshuffles every epoch itself
+        verbose=0,
+    )
+    return history, time.time() - started
+
+
+def load_keras_model(path: Path) -> keras.Model:
+    """A saved run's Keras model, in safe mode: a model file cannot run code on load."""
+    return keras.saving.load_model(path, safe_mode=True)
+
+
+def save_model(model: keras.Model, run_dir: Path) -> None:
+    """Write model.keras and model.onnx atomically (temporary name, then rename)."""
+    keras_tmp = run_dir / f".tmp-{os.getpid()}.keras"
+    onnx_tmp = run_dir / f".tmp-{os.getpid()}.onnx"
+    try:
+        model.save(keras_tmp)
+        model.export(onnx_tmp, format="onnx", verbose=False)
+        os.replace(keras_tmp, run_dir / folder.KERAS_FILE)
+        os.replace(onnx_tmp, run_dir / folder.ONNX_FILE)
+    finally:
+        keras_tmp.unlink(missing_ok=True)
+        onnx_tmp.unlink(missing_ok=True)
+
+
+def train(run_dir: Path) -> RunRecord | None:
+    """Train the run in `run_dir`; return its record (None when stopped before one epoch)."""
+    started = time.time()
+    metrics = run_dir / folder.METRICS
+    config = read_config(run_dir / folder.CONFIG)
+    devices = setup_devices()
+    precision = resolve_precision(config, devices.device_kind)
+    keras.utils.set_random_seed(config.seed)
+
+    data = prepare_data(config)
+    fine_tune = None
+    if config.fine_tune_from:
+        data, fine_tune = add_drawings(run_dir, config, data)
+
+    folder.append_event(metrics, StartEvent(
+        device=devices.device, device_kind=devices.device_kind,
+        strategy=type(devices.strategy).__name__, precision=precision,
+        steps_per_epoch=config.steps_per_epoch(), t=time.time()))
+    with devices.strategy.scope():
+        model = build_model(config.model, precision)
+        if fine_tune is not None:
+            model.set_weights(fine_tune.weights)
+        model.compile(optimizer=build_optimizer(config), loss="categorical_crossentropy",
+                      metrics=["accuracy"])
+    callback = LiveMetrics(run_dir, config.steps_per_epoch())
+    history, fit_seconds = fit(model, data, config, callback)
+    status = "stopped" if callback.stop_requested else "finished"
+    if callback.epochs_completed == 0:
+        folder.append_event(metrics, EndEvent(status=status, saved=False, t=time.time()))
+        return None
+
+    # Serve and save float32 weights whatever the training precision: ONNX Runtime's CPU
+    # kernels and every other Keras user expect float32.
+    served = build_model(config.model, "float32")
+    served.set_weights(model.get_weights())
+    probabilities = served.predict(data.x_valid, batch_size=VALIDATION_BATCH, verbose=0)
+    save_model(served, run_dir)
+    result = None
+    if fine_tune is not None:
+        after = None
+        if len(fine_tune.y_holdout):
+            predicted = served.predict(fine_tune.x_holdout, verbose=0).argmax(axis=1)
+            after = float((predicted == fine_tune.y_holdout).mean())
+        result = replace(fine_tune.result, accuracy_after=after)
+
+    record = RunRecord(
+        run_id=run_dir.name, status=status, config=config, device=devices.device,
+        device_kind=devices.device_kind, strategy=type(devices.strategy).__name__,
+        precision=precision, started=started, finished=time.time(), fit_seconds=fit_seconds,
+        epochs_completed=callback.epochs_completed,
+        history={key: tuple(float(v) for v in values) for key, values in history.history.items()},
+        evaluation=evaluation(data.labels_valid, probabilities),
+        params=int(served.count_params()), tensorflow=tf.__version__, keras=keras.__version__,
+        fine_tune=result,
+    )
+    folder.atomic_write_json(run_dir / folder.RECORD, record.to_dict())
+    folder.append_event(metrics, EndEvent(status=status, saved=True, t=time.time(),
+                                          val_accuracy=record.evaluation.accuracy))
+    return record

@@ -1,0 +1,226 @@
+"""Starting, stopping and watching the worker process: the one training of a models folder.
+
+The Train page, the Draw and Class drawings pages, the CLI and the tests all train through a
+`Trainer`. It holds nothing that matters: who trains is the lease in the models folder, a stop
+request is a file, and the live view is read from the run's files (follow.py). So a Trainer can
+be created in any process at any time (a cleared cache, a second server, a restart) and sees
+the same training.
+
+A training outlives the server that started it: a restarted or crashed server does not end the
+class's demo. It ends by itself when its epochs are done, or when anyone presses Stop (from any
+server, or Ctrl-C in the CLI that started it). A hung worker (no event for `stall_seconds`) or
+one that ignores Stop for `stop_grace_seconds` is killed by whichever process watches it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mnist_core.config import TrainConfig
+from mnist_core.runs import folder
+from mnist_core.runs.lease import LeaseBusy, LeaseInfo, TrainingLease
+from mnist_core.training.follow import Follower, Snapshot
+
+log = logging.getLogger(__name__)
+WORKER_MODULE = "mnist_core.training.worker"
+
+
+class JobRefused(RuntimeError):
+    """A training is already running in this models folder; a class shares one."""
+
+
+class StartFailed(RuntimeError):
+    """The worker process ended before it took the lease; the message has its output."""
+
+
+@dataclass(frozen=True)
+class Started:
+    run_id: str
+    recovered: LeaseInfo | None = None  # a stale lease removed on the way
+
+    @property
+    def notice(self) -> str | None:
+        if self.recovered is None:
+            return None
+        return (f"The previous training (run {self.recovered.run_id}) had ended without "
+                "releasing its lease; it was recovered.")
+
+
+class Trainer:
+    """stall_seconds: a worker that writes no event for this long is killed as hung.
+    startup_seconds: the same before its first event (importing TensorFlow takes a while).
+    stop_grace_seconds: a worker that has not stopped this long after Stop is killed.
+    env: extra environment variables for the worker (e.g. MNIST_DATA, MNIST_LOGICAL_CPUS).
+    """
+
+    def __init__(self, root: Path | str | None = None, *, stall_seconds: float = 180,
+                 startup_seconds: float = 300, stop_grace_seconds: float = 30,
+                 env: dict | None = None):
+        self.root = Path(root) if root is not None else folder.models_dir()
+        self.lease = TrainingLease(self.root)
+        self.follower = Follower(self.root, self.lease)
+        self.stall_seconds = stall_seconds
+        self.startup_seconds = startup_seconds
+        self.stop_grace_seconds = stop_grace_seconds
+        self.env = dict(env or {})
+        self._children: dict[str, subprocess.Popen] = {}  # workers this Trainer started
+        self._collecting = threading.Lock()
+
+    def start(self, config: TrainConfig, drawings_npz: bytes | None = None,
+              timeout: float = 120) -> Started:
+        """Start training `config` in a new run. Refused while a training runs anywhere on
+        this models folder. Returns once the worker holds the lease."""
+        try:
+            with self.lease.starting():
+                info = self.lease.current()
+                if info is not None:
+                    raise JobRefused(
+                        f"A training is already running (run {info.run_id}, {info.config.model}). "
+                        "Watch it on the Train page, or stop it first.")
+                recovered = self.lease.remove_stale()
+                prepared = folder.prepare_run(self.root, config, drawings_npz)
+                run_id = prepared.name[1:]
+                process = self._spawn(prepared)
+                self._wait_for_lease(process, prepared, run_id, timeout)
+        except LeaseBusy as exc:
+            raise JobRefused(str(exc)) from None
+        self._children[run_id] = process
+        threading.Thread(target=self._reap, args=(run_id,), daemon=True,
+                         name=f"training-reaper-{run_id}").start()
+        self.follower.invalidate()
+        return Started(run_id, recovered)
+
+    def stop(self) -> bool:
+        """Ask the running training to stop after its current batch. False if none runs."""
+        info = self.lease.current()
+        if info is None:
+            return False
+        stop_file = self.root / info.run_id / folder.STOP
+        if stop_file.parent.is_dir() and not stop_file.exists():
+            stop_file.touch()
+        self.follower.invalidate()
+        return True
+
+    def snapshot(self) -> Snapshot:
+        snap = self.follower.snapshot()
+        if snap.active and self._watchdog(snap):
+            self.follower.invalidate()
+            snap = self.follower.snapshot()
+        if not snap.active and snap.run_id in self._children:
+            # Our own worker just ended: its exit code says why before anyone reads the run.
+            self._collect(snap.run_id)
+            snap = self.follower.snapshot()
+        return snap
+
+    def wait(self, timeout: float | None = None, poll: float = 0.2) -> Snapshot:
+        """Block until the training ends (or the timeout passes); return its snapshot."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            snap = self.snapshot()
+            if not snap.active or (deadline is not None and time.monotonic() > deadline):
+                return snap
+            time.sleep(poll)
+
+    def _spawn(self, prepared: Path) -> subprocess.Popen:
+        env = {**os.environ, **self.env}
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(folder.REPO_DIR), env.get("PYTHONPATH")) if p)
+        env["PYTHONUNBUFFERED"] = "1"
+        with open(prepared / folder.WORKER_LOG, "wb") as log_file:
+            return subprocess.Popen(
+                [sys.executable, "-m", WORKER_MODULE, str(prepared)],
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                cwd=folder.REPO_DIR, env=env,
+                # Its own session: a Ctrl-C meant for the app's terminal is the app's, and
+                # the worker outlives the server.
+                start_new_session=True,
+            )
+
+    def _wait_for_lease(self, process: subprocess.Popen, prepared: Path, run_id: str,
+                        timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = self.lease.current()
+            if info is not None and info.run_id == run_id:
+                return
+            if process.poll() is not None:
+                break
+            time.sleep(0.02)
+        else:
+            _kill_group(process.pid)
+        process.wait()
+        output = folder.log_tail(prepared) or folder.log_tail(self.root / run_id)
+        shutil.rmtree(prepared, ignore_errors=True)
+        raise StartFailed(f"The training process did not start (exit code {process.returncode})."
+                          f"\n{output}")
+
+    def _reap(self, run_id: str) -> None:
+        """The starter's thread: watch for hangs even when no page does, then collect."""
+        process = self._children[run_id]
+        while process.poll() is None:
+            self.snapshot()
+            time.sleep(0.5)
+        self._collect(run_id)
+
+    def _collect(self, run_id: str) -> None:
+        """Wait for our worker's exit code and say why it ended when it could not say so
+        itself (killed by a signal, or died without an error event)."""
+        with self._collecting:
+            process = self._children.pop(run_id, None)
+            if process is None:
+                return
+            code = process.wait()
+            run_dir = self.root / run_id
+            summary = folder.read_summary(run_dir)
+            if code != 0 and not (summary.end or summary.error or folder.read_outcome(run_dir)):
+                if code < 0:
+                    folder.write_outcome(run_dir, "interrupted",
+                                         f"The training process was killed (signal {-code}) "
+                                         "before it saved a model.")
+                else:
+                    folder.write_outcome(run_dir, "failed",
+                                         f"The training process exited with code {code}.")
+            self.follower.invalidate()
+
+    def _watchdog(self, snap: Snapshot) -> bool:
+        """Kill a worker that hangs or ignores Stop. True if it did."""
+        info = self.lease.current()
+        if info is None or info.run_id != snap.run_id:
+            return False
+        run_dir = self.root / info.run_id
+        now = time.time()
+        why = None
+        stop_file = run_dir / folder.STOP
+        try:
+            last_write = (run_dir / folder.METRICS).stat().st_mtime
+        except OSError:
+            last_write = None
+        if stop_file.exists() and now - stop_file.stat().st_mtime > self.stop_grace_seconds:
+            why = f"did not stop within {self.stop_grace_seconds:.0f} s of Stop"
+        elif last_write is not None and now - last_write > self.stall_seconds:
+            why = f"made no progress for {self.stall_seconds:.0f} s"
+        elif last_write is None and now - info.started > self.startup_seconds:
+            why = f"did not start within {self.startup_seconds:.0f} s"
+        if why is None:
+            return False
+        log.warning("Training %s (pid %d) %s: killing it.", info.run_id, info.pid, why)
+        folder.write_outcome(run_dir, "failed", f"The training process {why}, so it was ended.")
+        if self.lease.held():  # still the same worker: its pid is not recycled
+            _kill_group(info.pid)
+        return True
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,191 @@
+"""What the "Inside the network" page shares across visitors: weights, pictures, snapshots.
+
+The weights of a run are loaded once per server (`st.cache_resource`, a handful of runs).
+Everything shown for one input is computed once per distinct input and kept, bounded, by
+the bytes of that input (`st.cache_data`): thirty students looking at the same MNIST image
+cost one computation, and a drawing is a few milliseconds of numpy anyway.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import streamlit as st
+
+from mnist_core import inside, inside_plots, plots
+from mnist_core.data import NUM_PIXELS
+from mnist_core.inside import InsideError, Network, Sample, Snapshot
+
+if TYPE_CHECKING:
+    from mnist_core.runs.store import Run
+
+NO_WEIGHTS = "This run has no saved weights: train a new one to look inside it."
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the weights...")
+def _network(path: str, modified: float) -> Network:
+    return inside.load_network(path)
+
+
+def weights_key(run: Run) -> tuple[str, float] | None:
+    """(path, modification time) of the run's weights.npz, or None when it has none."""
+    path = run.path / inside.WEIGHTS_FILE
+    try:
+        return str(path), path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def network_or_message(run: Run) -> tuple[str, float] | None:
+    """The run's weights, checked and loaded; a message on the page and None when unusable."""
+    key = weights_key(run)
+    if key is None:
+        st.warning(f"**{NO_WEIGHTS}**")
+        st.caption(f"Run {run.run_id} was saved without `{inside.WEIGHTS_FILE}` (trained "
+                   "before this page existed). The Train page starts a new one in seconds.")
+        return None
+    try:
+        _network(*key)
+    except InsideError as exc:
+        st.error(f"The weights of run {run.run_id} cannot be used: {exc}")
+        return None
+    return key
+
+
+def network(key: tuple[str, float]) -> Network:
+    return _network(*key)
+
+
+@dataclass(frozen=True)
+class InputView:
+    """What the page shows for one input: plain values and ready HTML."""
+
+    probabilities: np.ndarray  # (10,)
+    digit: int
+    runner_up: int
+    forward_html: str
+    units_html: str  # the strongest first-layer units (MLP) or filters (CNN)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def input_view(key: tuple[str, float], x_bytes: bytes) -> InputView:
+    """Forward pass and pictures for one input: x_bytes is a (784,) float32 array's bytes."""
+    net, x = network(key), _x(x_bytes)
+    trace = net.forward(x)
+    probabilities = trace.probabilities[0]
+    order = np.argsort(-probabilities)
+    first = net.first_kernel_layer
+    output = trace.outputs[first.index][0]
+    if first.kind == "Dense":
+        units = inside_plots.strongest(output)
+        units_html = inside_plots.unit_weights_html(first, units, output)
+    else:
+        strongest = np.argsort(-output.max(axis=(0, 1)))[:inside_plots.TOP_UNITS]
+        units_html = inside_plots.filters_html(first, output, strongest)
+    return InputView(probabilities, int(order[0]), int(order[1]),
+                     inside_plots.forward_html(net.layers, trace,
+                                               plots.probabilities_html(probabilities)),
+                     units_html)
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def saliency_html(key: tuple[str, float], x_bytes: bytes, rival: int | None) -> tuple[str, int]:
+    """The saliency pictures and the rival digit they compare with."""
+    x = _x(x_bytes)
+    result = inside.saliency(network(key), x, rival=rival)
+    return inside_plots.saliency_html(x, result), result.rival
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def breaking_sentences(key: tuple[str, float], x_bytes: bytes) -> list[str]:
+    """Where each kind of change flips the prediction of this input, as sentences."""
+    digit, points = inside.breaking_points(network(key), _x(x_bytes))
+    return [point.sentence(digit) for point in points]
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def weights_page_image(key: tuple[str, float], first: int, count: int) -> np.ndarray:
+    return inside_plots.weights_page(network(key).first_kernel_layer, first, count)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def filters_image(key: tuple[str, float]) -> np.ndarray:
+    return inside_plots.filters_mosaic(network(key).first_kernel_layer.kernel)
+
+
+def _x(x_bytes: bytes) -> np.ndarray:
+    if len(x_bytes) != NUM_PIXELS * 4:
+        raise ValueError(f"an input is {NUM_PIXELS} float32 values, got {len(x_bytes)} bytes")
+    return np.frombuffer(x_bytes, np.float32)
+
+
+def as_input(x) -> np.ndarray | None:
+    """A (784,) float32 array in [0, 1] from anything shaped like one image, else None.
+
+    Session values (the Draw page's last drawing) are checked here, at the edge.
+    """
+    try:
+        x = np.asarray(x, np.float32).reshape(NUM_PIXELS)
+    except (TypeError, ValueError):
+        return None
+    if not np.isfinite(x).all():
+        return None
+    return np.ascontiguousarray(np.clip(x, 0, 1))
+
+
+def _listing(run_dir: Path) -> tuple:
+    """Names, sizes and times of the snapshot files: changes whenever one is added."""
+    try:
+        with os.scandir(run_dir / inside.SNAPSHOTS_DIR) as entries:
+            return tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size)
+                                for e in entries if e.is_file()))
+    except OSError:
+        return ()
+
+
+@dataclass(frozen=True)
+class Snapshots:
+    """A run's snapshots as read for one listing of its folder."""
+
+    run_dir: str
+    listing: tuple
+    items: list[Snapshot]  # sorted by step
+    skipped: list[str]  # names of unreadable files
+    sample: Sample | None
+
+    def accuracy(self) -> list[tuple[int, float]]:
+        """(step, share of the sample predicted right) per snapshot, when labels are known."""
+        if self.sample is None or self.sample.labels is None:
+            return []
+        return [(s.step, _share_right(s, self.sample)) for s in self.items]
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _snapshots(run_dir: str, listing: tuple) -> Snapshots:
+    items, skipped = inside.read_snapshots(run_dir)
+    return Snapshots(run_dir, listing, items, skipped, inside.read_sample(run_dir))
+
+
+def snapshots(run_dir: Path) -> Snapshots:
+    """The run's snapshots, read again only when its folder changed (shared by every visitor)."""
+    return _snapshots(str(run_dir), _listing(run_dir))
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def snapshot_pictures(run_dir: str, listing: tuple, step: int) -> tuple[np.ndarray, str]:
+    """A snapshot's units (or filters) picture and its predictions on the sample (HTML)."""
+    found = _snapshots(run_dir, listing)
+    snapshot = next(s for s in found.items if s.step == step)
+    html = ""
+    if found.sample is not None:
+        html = inside_plots.sample_predictions_html(found.sample, snapshot.probabilities)
+    return inside_plots.snapshot_weights(snapshot), html
+
+
+def _share_right(snapshot: Snapshot, sample: Sample) -> float:
+    count = min(len(sample.labels), len(snapshot.probabilities))
+    return float((snapshot.probabilities[:count].argmax(axis=1) == sample.labels[:count]).mean())
