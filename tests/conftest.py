@@ -78,7 +78,10 @@ def pytest_collection_modifyitems(items):
     """Every test says what it needs (pyproject's markers), so `-m` selects honestly: the
     tiers its fixtures need are added, and a test with no tier at all is an error."""
     for item in items:
-        for name in sorted({NEEDS[f] for f in item.fixturenames if f in NEEDS}):
+        needs = {NEEDS[f] for f in item.fixturenames if f in NEEDS}
+        if needs and item.get_closest_marker("unit"):
+            raise pytest.UsageError(f"{item.nodeid} is marked unit but needs {sorted(needs)}")
+        for name in sorted(needs):
             if not item.get_closest_marker(name):
                 item.add_marker(getattr(pytest.mark, name))
     unmarked = [item.nodeid for item in items if not any(item.get_closest_marker(t) for t in TIERS)]

@@ -84,3 +84,10 @@ def test_pages_build_no_stores_databases_or_trainers():
         calls = {n.func.id for n in ast.walk(ast.parse(path.read_text()))
                  if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
         assert not calls & built, f"{path.name} builds {calls & built}"
+
+
+def test_tests_import_nothing_from_benchmarks():
+    """Benchmarks may use the tests' helpers (tests/e2e.py, tests/wire.py), never the reverse."""
+    offenders = [p.name for p in sorted((REPO / "tests").glob("*.py"))
+                 if "benchmarks" in imported_modules(p)]
+    assert offenders == []

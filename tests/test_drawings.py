@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
 import sqlite3
 import threading
 import zipfile
@@ -11,12 +10,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from mnist_core.config import TrainConfig
-from mnist_core.data import flatten, normalize, read_idx, read_mnist
+from mnist_core.data import read_idx, read_mnist
 from mnist_core.drawings import DrawingStore, DrawingStoreError, export_idx_zip, export_npz
-from mnist_core.inference import Classifier
-from mnist_core.runs.store import ModelStore
-from mnist_core.training.supervisor import Trainer
 
 pytestmark = pytest.mark.unit
 
@@ -126,39 +121,3 @@ def test_exports_read_back_like_mnist(tmp_path, mnist):
     labels = read_idx(tmp_path / "idx" / "drawings-labels-idx1-ubyte.gz", 0x801)
     np.testing.assert_array_equal(images, mnist.x_valid[:20])
     np.testing.assert_array_equal(labels, mnist.y_valid[:20])
-
-
-def test_fine_tune_on_drawings_is_a_normal_run_with_its_parent(trained_store, trained_run,
-                                                               tmp_path, mnist):
-    store = DrawingStore(tmp_path / "drawings.db")
-    fill(store, mnist, 60, start=1000)
-    drawings = store.load()
-    root = tmp_path / "models"
-    shutil.copytree(trained_store.root, root)
-    trainer = Trainer(root)
-    run_id = trainer.start(
-        TrainConfig(epochs=1, train_size=5000, augment=True, learning_rate=0.0005,
-                    fine_tune_from=trained_run.run_id),
-        drawings.to_npz()).run_id
-    store.delete_all()  # a teacher clearing the drawings meanwhile changes nothing
-    snap = trainer.wait(timeout=300)
-    assert snap.state == "finished", snap.error
-    run = ModelStore(root).get(run_id)
-    record = run.record
-    assert record.parent == trained_run.run_id == record.config.fine_tune_from
-    assert record.config.augment is True
-    # Every 5th drawing by id is held out: ids 5, 10, ..., 60 are the 1004th, 1009th, ...
-    # validation digits.
-    held = mnist.x_valid[1004:1060:5]
-    held_labels = mnist.y_valid[1004:1060:5]
-    tune = record.fine_tune
-    assert (tune.drawings_train, tune.drawings_holdout) == (48, 12)
-    assert tune.drawings_repeats == round(0.1 * 5000 / 48)
-    # The recorded accuracies are the two models' own on exactly those 12 drawings.
-    x_held = normalize(flatten(held))
-    before = (Classifier(trained_run.onnx_path).predict_proba(x_held).argmax(1) == held_labels)
-    after = (Classifier(run.onnx_path).predict_proba(x_held).argmax(1) == held_labels)
-    assert tune.accuracy_before == pytest.approx(before.mean())
-    assert tune.accuracy_after == pytest.approx(after.mean())
-    assert tune.gain == pytest.approx(after.mean() - before.mean())
-    assert record.evaluation.accuracy > 0.9  # still an MNIST model

@@ -44,7 +44,7 @@ async def wire_class(url: str, visitors: int) -> list[list[tuple[int, str]]]:
 
 def test_ten_sessions_at_once_each_get_the_digit_they_drew(server):
     """Ten sessions speaking Streamlit's own protocol, all drawing at once."""
-    answers = asyncio.run(wire_class(server.url, 10))
+    answers = wire.run(wire_class(server.url, 10))
     assert [len(a) for a in answers] == [ROUNDS * len(DIGITS)] * 10
     wrong = [(digit, got) for session in answers for digit, got in session if str(digit) != got]
     assert wrong == []  # and each was the digit drawn: no mixing between sessions

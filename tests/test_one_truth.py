@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -99,7 +98,7 @@ def test_clearing_the_cache_from_a_websocket_changes_nothing(models, tmp_path, b
             e2e.start_training(teacher, server.url)
             teacher.get_by_text(LIVE).wait_for(timeout=120000)
 
-            asyncio.run(wire.send_clear_cache(server.url))
+            wire.run(wire.send_clear_cache(server.url))
 
             e2e.open_page(teacher, f"{server.url}/Train")  # a new session after the clear
             teacher.get_by_text(LIVE).wait_for(timeout=60000)

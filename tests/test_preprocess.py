@@ -7,13 +7,11 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mnist_core.data import flatten, normalize
-from mnist_core.inference import Classifier
 from mnist_core.preprocess import (
     EmptyDrawing,
     center_by_mass,
     fit_into_box,
     mnist_steps,
-    naive_downscale,
     to_grayscale,
 )
 
@@ -77,25 +75,6 @@ def test_steps_shapes_and_the_shared_flatten_normalize(mnist):
     assert 0.0 <= steps.x.min() and steps.x.max() <= 1.0
 
 
-def test_mnist_steps_recover_small_off_centre_digits(trained_run, mnist):
-    """Real validation digits drawn small in a corner: the MNIST steps restore them, a naive
-    downscale of the whole canvas does not."""
-    classifier = Classifier(trained_run.onnx_path)
-    rng = np.random.default_rng(0)
-    indices = rng.choice(len(mnist.x_valid), 200, replace=False)
-    stepped, naive = [], []
-    for i in indices:
-        canvas = canvas_from_digit(mnist.x_valid[i], 4, int(rng.integers(0, 60)),
-                                   int(rng.integers(0, 60)))
-        stepped.append(mnist_steps(canvas).x[0])
-        naive.append(normalize(flatten(naive_downscale(canvas)[None]))[0])
-    labels = mnist.y_valid[indices]
-    stepped_accuracy = (classifier.predict_proba(np.array(stepped)).argmax(1) == labels).mean()
-    naive_accuracy = (classifier.predict_proba(np.array(naive)).argmax(1) == labels).mean()
-    assert stepped_accuracy > 0.9
-    assert naive_accuracy < 0.5
-
-
 @pytest.mark.parametrize("canvas", [
     np.zeros((CANVAS, CANVAS, 4), np.uint8),  # nothing drawn, transparent
     np.dstack([np.zeros((CANVAS, CANVAS, 3), np.uint8), np.full((CANVAS, CANVAS), 255, np.uint8)]),
@@ -119,7 +98,7 @@ def test_a_dot_is_told_apart_from_nothing():
     stroke_canvas([(140, 30), (140, 250)], 1),  # very thin
     stroke_canvas([(60, 60), (220, 220)], 120),  # very thick
 ], ids=["scribble", "border", "thin", "thick"])
-def test_odd_drawings_become_mnist_shaped_inputs(trained_run, canvas):
+def test_odd_drawings_become_mnist_shaped_inputs(canvas):
     """Whatever is drawn, the model gets what MNIST gives it: the ink fitted into 20x20,
     centred by mass in 28x28, none of it cut off."""
     steps = mnist_steps(canvas)
@@ -127,5 +106,4 @@ def test_odd_drawings_become_mnist_shaped_inputs(trained_run, canvas):
     row, col = center_of_mass(steps.centered)
     assert abs(row - 13.5) <= 1 and abs(col - 13.5) <= 1
     assert steps.centered.astype(int).sum() == steps.fitted.astype(int).sum()
-    probabilities = Classifier(trained_run.onnx_path).predict_proba(steps.x)[0]
-    assert probabilities.sum() == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_array_equal(steps.x, normalize(flatten(steps.centered[None])))

@@ -17,6 +17,7 @@ import pytest
 from mnist_core import data
 from mnist_core.config import TrainConfig
 from mnist_core.data import flatten, normalize
+from mnist_core.drawings import DrawingStore
 from mnist_core.inference import Classifier
 from mnist_core.runs import folder
 from mnist_core.runs.lease import TrainingLease
@@ -307,3 +308,48 @@ def test_augmentation_varies_digits_but_keeps_them_digits(mnist):
     assert changed.mean() > 0.9  # almost every image moved, turned, scaled or changed stroke
     ink_ratio = out.sum(axis=1) / x.sum(axis=1)
     assert 0.4 < np.median(ink_ratio) < 2.0  # still a digit's worth of ink, not blank or solid
+
+PNG = b"\x89PNG\r\n\x1a\nfake-but-opaque-bytes"
+
+
+def fill_drawings(store, mnist, count: int, start: int) -> None:
+    """Real validation digits stand in for the class's drawings."""
+    for i in range(start, start + count):
+        probabilities = np.full(10, 0.1)
+        store.add(mnist.x_valid[i], PNG, int(mnist.y_valid[i]), probabilities, "run-a")
+
+
+def test_fine_tune_on_drawings_is_a_normal_run_with_its_parent(trained_store, trained_run,
+                                                               tmp_path, mnist):
+    store = DrawingStore(tmp_path / "drawings.db")
+    fill_drawings(store, mnist, 60, start=1000)
+    drawings = store.load()
+    root = tmp_path / "models"
+    shutil.copytree(trained_store.root, root)
+    trainer = Trainer(root)
+    run_id = trainer.start(
+        TrainConfig(epochs=1, train_size=5000, augment=True, learning_rate=0.0005,
+                    fine_tune_from=trained_run.run_id),
+        drawings.to_npz()).run_id
+    store.delete_all()  # a teacher clearing the drawings meanwhile changes nothing
+    snap = trainer.wait(timeout=300)
+    assert snap.state == "finished", snap.error
+    run = ModelStore(root).get(run_id)
+    record = run.record
+    assert record.parent == trained_run.run_id == record.config.fine_tune_from
+    assert record.config.augment is True
+    # Every 5th drawing by id is held out: ids 5, 10, ..., 60 are the 1004th, 1009th, ...
+    # validation digits.
+    held = mnist.x_valid[1004:1060:5]
+    held_labels = mnist.y_valid[1004:1060:5]
+    tune = record.fine_tune
+    assert (tune.drawings_train, tune.drawings_holdout) == (48, 12)
+    assert tune.drawings_repeats == round(0.1 * 5000 / 48)
+    # The recorded accuracies are the two models' own on exactly those 12 drawings.
+    x_held = normalize(flatten(held))
+    before = (Classifier(trained_run.onnx_path).predict_proba(x_held).argmax(1) == held_labels)
+    after = (Classifier(run.onnx_path).predict_proba(x_held).argmax(1) == held_labels)
+    assert tune.accuracy_before == pytest.approx(before.mean())
+    assert tune.accuracy_after == pytest.approx(after.mean())
+    assert tune.gain == pytest.approx(after.mean() - before.mean())
+    assert record.evaluation.accuracy > 0.9  # still an MNIST model

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import io
 import json
 import time
@@ -49,6 +50,13 @@ def canvas_state(digit: int | None) -> str:
 
 class ScriptError(RuntimeError):
     """The page showed an exception, or the script did not finish."""
+
+
+def run(coroutine):
+    """Run a coroutine to its end from synchronous code, even where Playwright's sync API
+    already runs an event loop in this thread."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 async def send_clear_cache(url: str, timeout: float = 30) -> None:
