@@ -60,6 +60,13 @@ def wait_until(condition, timeout: float = 120, what: str = "condition"):
     pytest.fail(f"timed out waiting for {what}")
 
 
+def start_and_watch(page, url: str, models: Path):
+    """Start a long training from the Train page; once it trains, return who holds the lease."""
+    e2e.start_training(page, url)
+    page.get_by_text(LIVE).wait_for(timeout=120000)
+    return TrainingLease(models).current()
+
+
 def assert_clean(page):
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.errors == []
@@ -118,9 +125,7 @@ def test_a_training_outlives_its_server_and_the_restarted_server_finds_it(models
     server = e2e.AppServer(models, tmp_path / "server.log").start()
     try:
         page = e2e.new_page(browser)
-        e2e.start_training(page, server.url)
-        page.get_by_text(LIVE).wait_for(timeout=120000)
-        worker = TrainingLease(models).current()
+        worker = start_and_watch(page, server.url, models)
         server.kill()  # SIGKILL, as a crash would
     finally:
         server.stop()
@@ -153,9 +158,7 @@ def test_a_killed_worker_s_stale_lease_is_recovered_logged_and_shown(models, tmp
     server = e2e.AppServer(models, tmp_path / "server.log").start()
     try:
         page = e2e.new_page(browser)
-        e2e.start_training(page, server.url)
-        page.get_by_text(LIVE).wait_for(timeout=120000)
-        worker = TrainingLease(models).current()
+        worker = start_and_watch(page, server.url, models)
         os.kill(worker.pid, signal.SIGKILL)
         page.get_by_text("Training was interrupted").wait_for(timeout=60000)
         page.get_by_text(f"The training of run {worker.run_id} ended without releasing its "
