@@ -83,8 +83,7 @@ buttons = st.columns([1, 1, 3])
 if buttons[0].button("Start training", type="primary", icon=":material/play_arrow:", width="stretch"):
     ui.start_training(config)
 if buttons[1].button("Stop", icon=":material/stop:", width="stretch"):
-    if not trainer.stop():
-        st.info("No training is running.")
+    ui.stop_training()
 
 
 def render_live(snap: Snapshot) -> None:
@@ -92,6 +91,9 @@ def render_live(snap: Snapshot) -> None:
         st.info(snap.notice)
     if snap.state == "idle":
         st.info("No training yet on this server. Press **Start training**.")
+        return
+    if snap.config is None:  # the newest run's config.json cannot be read
+        st.warning(f"The latest run, `{snap.run_id}`, is {snap.error}.")
         return
     c = snap.config
     status = {

@@ -131,6 +131,16 @@ def classifier_or_error(run: Run) -> Classifier | None:
         return None
 
 
+def stop_training() -> None:
+    """Ask the training to stop, whoever started it; say so when none runs or it can't."""
+    try:
+        if not trainer().stop():
+            st.info("No training is running.")
+    except OSError as exc:
+        st.error(f"The stop request could not be written to the models folder "
+                 f"{trainer().root} ({exc.strerror or exc}).")
+
+
 def png(fig: Figure, dpi: int = 100) -> bytes:
     """Render a figure once to PNG bytes, which `st.image` shows and caches can keep."""
     buffer = io.BytesIO()

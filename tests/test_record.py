@@ -7,7 +7,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from mnist_core.config import TrainConfig
@@ -85,6 +85,9 @@ def without(values: dict, key: str) -> dict:
     (lambda r: {**r, "evaluation": {**r["evaluation"], "confusion_matrix": [[1]]}}, "10 rows"),
     (lambda r: {**r, "history": {"loss": "low"}}, "history: loss must be a list"),
     (lambda r: [r], "record.json must be a JSON object, got list"),
+    (lambda r: {**r, "params": float("inf")}, "params must be a whole number, got inf"),
+    (lambda r: {**r, "epochs_completed": float("nan")}, "must be a whole number, got nan"),
+    (lambda r: {**r, "config": {**r["config"], "epochs": float("inf")}}, "config"),
 ])
 def test_every_kind_of_bad_record_is_unreadable_with_its_reason(mnist, tmp_path, change, reason):
     write_run(tmp_path, record_values=change(a_record(mnist).to_dict()))
@@ -101,6 +104,8 @@ def test_every_kind_of_bad_record_is_unreadable_with_its_reason(mnist, tmp_path,
     ([], "config.json must be a JSON object, got list"),
     ({"model": "resnet"}, "model must be one of seed_mlp, cnn"),
     ({"epochs": "five"}, "epochs must be a number"),
+    ('{"epochs": Infinity}', "config.json"),
+    ('{"seed": NaN}', "config.json"),
 ])
 def test_a_bad_config_is_unreadable_with_its_reason(tmp_path, config, reason):
     write_run(tmp_path, config_values=config)
@@ -179,6 +184,10 @@ def test_any_json_value_is_an_event_or_a_record_error(value):
 
 @given(st.fixed_dictionaries({"event": st.just("batch")}, optional={
     "epoch": JSON, "batch": JSON, "step": JSON, "loss": JSON, "accuracy": JSON, "t": JSON}))
+@example({"event": "batch", "epoch": float("inf"), "batch": 1, "step": 1, "loss": 1, "accuracy": 1,
+          "t": 1})
+@example({"event": "batch", "epoch": 0, "batch": float("nan"), "step": 1, "loss": 1,
+          "accuracy": 1, "t": 1})
 def test_a_batch_event_with_any_field_values_parses_or_says_which_field(values):
     try:
         event = parse_event(values)

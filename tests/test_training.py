@@ -103,9 +103,9 @@ def test_store_lists_the_run_and_refuses_paths_outside_the_folder(trained_store,
 def test_live_snapshot_stop_within_the_epoch_and_refusal(tmp_path):
     trainer = Trainer(tmp_path)
     run_id = trainer.start(LONG).run_id
-    snap = wait_for(trainer, lambda s: s.epoch == 2 and s.batch > 20)
+    snap = wait_for(trainer, lambda s: s.epoch >= 2 and s.batch > 20)
     assert snap.state == "running" and snap.run_id == run_id
-    assert len(snap.history) == 1 and snap.history[0].complete  # epoch 1 ended before epoch 2
+    assert len(snap.history) >= 1 and all(e.complete for e in snap.history)
     assert snap.samples_per_second > 0 and snap.eta > 0 and snap.device_kind in ("CPU", "GPU")
     assert len(snap.batch_loss) == len(snap.steps) > 10
     assert snap.steps == tuple(sorted(snap.steps))
@@ -115,10 +115,11 @@ def test_live_snapshot_stop_within_the_epoch_and_refusal(tmp_path):
     assert Trainer(tmp_path).stop()  # a Trainer that did not start it can stop it
     snap = trainer.wait(timeout=120)
     assert snap.state == "stopped", snap.error
-    # Stopped inside epoch 2: that epoch is partial, epoch 1 was kept and saved.
-    assert [e.complete for e in snap.history] == [True, False]
+    # Stopped inside an epoch: that epoch is partial, the ones before it were kept and saved.
+    completed = len(snap.history) - 1
+    assert [e.complete for e in snap.history] == [True] * completed + [False]
     run = ModelStore(tmp_path).get(run_id)
-    assert run.usable and run.record.epochs_completed == 1 and run.status == "stopped"
+    assert run.usable and run.record.epochs_completed == completed and run.status == "stopped"
     probabilities = Classifier(run.onnx_path).predict_proba(np.zeros((2, 784), np.float32))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     assert not trainer.stop()  # nothing runs any more
@@ -216,11 +217,13 @@ def kill_unwatched_training(root) -> tuple[str, int]:
     run_id = json.loads(starter.communicate(timeout=180)[0])["run_id"]
     lease = TrainingLease(root)
     deadline = time.monotonic() + 180
-    while not (root / run_id / folder.METRICS).exists() and time.monotonic() < deadline:
+    while not (root / run_id / folder.METRICS).exists():
+        assert time.monotonic() < deadline, "the training did not start"
         time.sleep(0.1)
     pid = lease.current().pid
     os.kill(pid, signal.SIGKILL)
-    while lease.held() and time.monotonic() < deadline:
+    while lease.held():
+        assert time.monotonic() < deadline, "the killed worker still holds the lease"
         time.sleep(0.05)
     assert lease.info().run_id == run_id and not lease.held()  # stale: the lock is free
     return run_id, pid

@@ -13,15 +13,17 @@
             drawings.npz    a fine-tune's copy of the class's drawings, taken when it starts
             metrics.jsonl   the worker's events, one JSON object a line (record.py)
             stop            written by any server: please stop after the current batch
-            outcome.json    written by a supervisor when the worker died without saying why
-                            or had to be killed
+            outcome.json    written by the server that started the worker when it died
+                            without saying why, or by whichever server killed it as hung
             model.keras     the trained model (float32), for Keras: fine-tuning, export
             model.onnx      the same model, for serving with ONNX Runtime
             record.json     written last by the worker: the run was saved
 
-Each file has one writer. Every file but metrics.jsonl is written to a temporary name and
-renamed, so a reader never sees half a file. A run's status is decided by `run_status` alone.
-Locks are OS file locks: reliable on a local disk, not on network shares (NFS, SMB).
+The worker alone writes its events, models and record; servers write only the requests and
+verdicts listed above, each in its own file. Every file but metrics.jsonl is written to a
+temporary name and renamed, so a reader never sees half a file. A run's status is decided
+by `run_status` alone. Locks are OS file locks: reliable on a local disk, not on network
+shares (NFS, SMB).
 """
 
 from __future__ import annotations
@@ -134,6 +136,19 @@ def prepare_run(root: Path, config: TrainConfig, drawings_npz: bytes | None = No
     return prepared
 
 
+def remove_abandoned(root: Path) -> list[str]:
+    """Remove `.<run id>` folders whose worker never started or died before renaming them.
+    Only safe under start.lock with no training running (the starter's situation)."""
+    removed = []
+    for entry in root.iterdir():
+        if entry.name.startswith(".") and is_run_id(entry.name[1:]) and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+    if removed:
+        log.warning("Removed run folders abandoned while being prepared: %s", ", ".join(removed))
+    return removed
+
+
 def append_event(path: Path, event: Event) -> None:
     """Append one JSON line; a single write of a whole line, so readers see whole lines."""
     with open(path, "a", encoding="utf-8") as f:
@@ -155,7 +170,7 @@ class EventReader:
             with open(self.path, "rb") as f:
                 f.seek(self.offset)
                 chunk = f.read()
-        except FileNotFoundError:
+        except OSError:  # not there yet, or not a file: no events
             return []
         end = chunk.rfind(b"\n")
         if end < 0:
@@ -216,7 +231,10 @@ class Outcome:
 
 
 def write_outcome(run_dir: Path, status: str, message: str) -> None:
-    atomic_write_json(run_dir / OUTCOME, {"status": status, "message": message, "t": time.time()})
+    """The supervisor's verdict, into an existing run folder only (never creates one)."""
+    if run_dir.is_dir():
+        atomic_write_json(run_dir / OUTCOME,
+                          {"status": status, "message": message, "t": time.time()})
 
 
 def read_outcome(run_dir: Path) -> Outcome | None:

@@ -8,18 +8,20 @@ lock, `training.json` says who holds it (pid, start time, run id, config). So:
 - a lease is stale  <=>  training.json exists but its lock can be taken: the worker was
   killed before it could remove it. `recover_stale` removes it and says so in the log.
 
-Starts are serialized by a second lock, `start.lock`, held by the starter from "is a training
-running?" until the new worker holds the lease, so two servers pressing Start at once get one
-training and one refusal. File locks are reliable on a local disk; on network shares
-(NFS, SMB) they are not, so keep the models folder on the machine that trains.
+Readers probe with a shared lock on a read-only descriptor: probes never block each other
+(or read-only servers), only the worker's exclusive lock makes them fail. Starts are serialized
+by a second lock, `start.lock`, held by the starter from "is a training running?" until the new
+worker holds the lease, so two servers pressing Start at once get one training and one refusal.
+POSIX `flock` locks (Linux, macOS) are reliable on a local disk; on network shares (NFS, SMB)
+they are not, so keep the models folder on the machine that trains.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -64,25 +66,22 @@ class TrainingLease:
         self.lock_path = self.root / folder.LEASE_LOCK
         self.info_path = self.root / folder.LEASE
         self.start_lock_path = self.root / folder.START_LOCK
-        # Two probes from one process would see each other's lock as a training.
-        self._probe = threading.Lock()
 
     # Anyone: is a training running, and whose?
 
     def held(self) -> bool:
-        """A worker holds the lease now."""
-        if not self.lock_path.exists():
-            return False
-        with self._probe:
-            lock = _lock(self.lock_path)
-            try:
-                lock.acquire(blocking=False)
-            except Timeout:
-                return True
-            except OSError:
-                return False  # cannot even open the lock file: nobody trains here
-            lock.release()
-            return False
+        """A worker holds the lease now (its exclusive lock refuses our shared one)."""
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False  # no worker ever ran here
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # also releases our shared lock
+        return False
 
     def info(self) -> LeaseInfo | None:
         """training.json as written, live or stale; None when absent or unreadable."""
@@ -96,10 +95,13 @@ class TrainingLease:
             return None
 
     def current(self) -> LeaseInfo | None:
-        """Who trains now, or None. The lock is checked after reading the file, so a
-        training that just ended is never reported as running."""
+        """Who trains now, or None. training.json is read before and after the lock is
+        checked: a training that just ended, or a new one that took over meanwhile, is never
+        reported under the other's name."""
         info = self.info()
-        return info if info is not None and self.held() else None
+        if info is None or not self.held():
+            return None
+        return info if self.info() == info else None
 
     # Starters
 

@@ -38,9 +38,9 @@ def _scalar(value, kind: type, where: str):
     if kind in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise RecordError(f"{where} must be a number, got {value!r}")
-        if kind is int and value != int(value):
+        if kind is int and not (math.isfinite(value) and value == int(value)):
             raise RecordError(f"{where} must be a whole number, got {value!r}")
-        return kind(value)
+        return kind(value)  # a float may be NaN: a diverged training's loss is
     if kind is str:
         if not isinstance(value, str):
             raise RecordError(f"{where} must be text, got {value!r}")
@@ -108,7 +108,7 @@ def parse_config(values, where: str = "config.json") -> TrainConfig:
     values = _object(values, where)
     try:
         return TrainConfig.from_dict(values)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise RecordError(f"{where}: {exc}") from None
 
 

@@ -115,6 +115,7 @@ class Follower:
         self._snapshot = Snapshot()
         self._at = -math.inf
         self._notice: str | None = None
+        self._unreadable: str | None = None  # why the followed run's config.json is unusable
 
     def snapshot(self) -> Snapshot:
         with self._lock:
@@ -144,6 +145,9 @@ class Follower:
         if self._run is None or self._run.run_dir.name != run_id:
             self._run = self._open(run_id, info)
         run = self._run
+        if run.config is None:
+            return Snapshot(state="unreadable", run_id=run_id, error=self._unreadable,
+                            notice=self._notice)
         run.read()
         if run.record is None and (run.run_dir / folder.RECORD).exists():
             try:
@@ -159,7 +163,8 @@ class Follower:
 
     def _newest_run(self) -> str | None:
         try:
-            names = [e.name for e in self.root.iterdir() if folder.is_run_id(e.name)]
+            names = [e.name for e in self.root.iterdir()
+                     if folder.is_run_id(e.name) and e.is_dir()]
         except OSError:
             return None
         return max(names, default=None)
@@ -170,8 +175,8 @@ class Follower:
             return _Followed(run_dir, info.config, info.started)
         try:
             config = read_config(run_dir / folder.CONFIG)
-        except RecordError:
-            config = None
+        except RecordError as exc:
+            config, self._unreadable = None, f"unreadable: {exc}"
         try:
             started = (run_dir / folder.CONFIG).stat().st_mtime
         except OSError:

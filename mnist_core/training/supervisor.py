@@ -32,6 +32,7 @@ from mnist_core.training.follow import Follower, Snapshot
 
 log = logging.getLogger(__name__)
 WORKER_MODULE = "mnist_core.training.worker"
+EXIT_GRACE_SECONDS = 60  # after a worker lets the lease go, it has this long to exit
 
 
 class JobRefused(RuntimeError):
@@ -87,12 +88,16 @@ class Trainer:
                         f"A training is already running (run {info.run_id}, {info.config.model}). "
                         "Watch it on the Train page, or stop it first.")
                 recovered = self.lease.remove_stale()
+                folder.remove_abandoned(self.root)  # nobody trains and nobody else starts
                 prepared = folder.prepare_run(self.root, config, drawings_npz)
                 run_id = prepared.name[1:]
                 process = self._spawn(prepared)
                 self._wait_for_lease(process, prepared, run_id, timeout)
         except LeaseBusy as exc:
             raise JobRefused(str(exc)) from None
+        except OSError as exc:
+            raise StartFailed(f"The models folder {self.root} cannot be written "
+                              f"({exc.strerror or exc}): no training can be saved there.") from None
         self._children[run_id] = process
         threading.Thread(target=self._reap, args=(run_id,), daemon=True,
                          name=f"training-reaper-{run_id}").start()
@@ -100,13 +105,17 @@ class Trainer:
         return Started(run_id, recovered)
 
     def stop(self) -> bool:
-        """Ask the running training to stop after its current batch. False if none runs."""
+        """Ask the running training to stop after its current batch. False if none runs.
+        OSError when the stop request cannot be written."""
         info = self.lease.current()
         if info is None:
             return False
-        stop_file = self.root / info.run_id / folder.STOP
-        if stop_file.parent.is_dir() and not stop_file.exists():
-            stop_file.touch()
+        for run_dir in (self.root / info.run_id, self.root / f".{info.run_id}"):
+            try:  # the worker renames its folder right after taking the lease
+                (run_dir / folder.STOP).touch()
+                break
+            except FileNotFoundError:
+                continue
         self.follower.invalidate()
         return True
 
@@ -115,7 +124,8 @@ class Trainer:
         if snap.active and self._watchdog(snap):
             self.follower.invalidate()
             snap = self.follower.snapshot()
-        if not snap.active and snap.run_id in self._children:
+        child = self._children.get(snap.run_id)
+        if not snap.active and child is not None and child.poll() is not None:
             # Our own worker just ended: its exit code says why before anyone reads the run.
             self._collect(snap.run_id)
             snap = self.follower.snapshot()
@@ -164,21 +174,30 @@ class Trainer:
                           f"\n{output}")
 
     def _reap(self, run_id: str) -> None:
-        """The starter's thread: watch for hangs even when no page does, then collect."""
+        """The starter's thread: watch for hangs even when no page does, then collect. A
+        worker that let the lease go but does not exit (a hang while TensorFlow shuts down)
+        is ended after EXIT_GRACE_SECONDS."""
         process = self._children[run_id]
+        released = None
         while process.poll() is None:
-            self.snapshot()
+            snap = self.snapshot()
+            if snap.active or snap.run_id != run_id:
+                released = None
+            elif released is None:
+                released = time.monotonic()
+            elif time.monotonic() - released > EXIT_GRACE_SECONDS:
+                process.kill()
             time.sleep(0.5)
         self._collect(run_id)
 
     def _collect(self, run_id: str) -> None:
-        """Wait for our worker's exit code and say why it ended when it could not say so
-        itself (killed by a signal, or died without an error event)."""
+        """Say why our ended worker ended when it could not say so itself (killed by a
+        signal, or died without an error event); then forget it."""
         with self._collecting:
-            process = self._children.pop(run_id, None)
-            if process is None:
+            process = self._children.get(run_id)
+            if process is None or process.poll() is None:
                 return
-            code = process.wait()
+            code = process.returncode
             run_dir = self.root / run_id
             summary = folder.read_summary(run_dir)
             if code != 0 and not (summary.end or summary.error or folder.read_outcome(run_dir)):
@@ -189,6 +208,7 @@ class Trainer:
                 else:
                     folder.write_outcome(run_dir, "failed",
                                          f"The training process exited with code {code}.")
+            del self._children[run_id]
             self.follower.invalidate()
 
     def _watchdog(self, snap: Snapshot) -> bool:
@@ -196,27 +216,44 @@ class Trainer:
         info = self.lease.current()
         if info is None or info.run_id != snap.run_id:
             return False
+        why = self._hung(info)
+        if why is None:
+            return False
+        if self.lease.current() != info:
+            return False  # it ended, or another worker took over, meanwhile: not this pid
+        log.warning("Training %s (pid %d) %s: killing it.", info.run_id, info.pid, why)
+        folder.write_outcome(self.root / info.run_id, "failed",
+                             f"The training process {why}, so it was ended.")
+        child = self._children.get(info.run_id)
+        if child is not None:
+            child.kill()
+        else:
+            _kill_group(info.pid)
+        return True
+
+    def _hung(self, info: LeaseInfo) -> str | None:
+        """Why the worker holding the lease counts as hung, or None. Silence is counted from
+        its last event; a Stop from the later of the Stop and its last event (saving a model
+        after Stop takes a few seconds); before its first event TensorFlow may be loading."""
         run_dir = self.root / info.run_id
         now = time.time()
-        why = None
-        stop_file = run_dir / folder.STOP
         try:
             last_write = (run_dir / folder.METRICS).stat().st_mtime
         except OSError:
             last_write = None
-        if stop_file.exists() and now - stop_file.stat().st_mtime > self.stop_grace_seconds:
-            why = f"did not stop within {self.stop_grace_seconds:.0f} s of Stop"
-        elif last_write is not None and now - last_write > self.stall_seconds:
-            why = f"made no progress for {self.stall_seconds:.0f} s"
-        elif last_write is None and now - info.started > self.startup_seconds:
-            why = f"did not start within {self.startup_seconds:.0f} s"
-        if why is None:
-            return False
-        log.warning("Training %s (pid %d) %s: killing it.", info.run_id, info.pid, why)
-        folder.write_outcome(run_dir, "failed", f"The training process {why}, so it was ended.")
-        if self.lease.held():  # still the same worker: its pid is not recycled
-            _kill_group(info.pid)
-        return True
+        try:
+            stop_at = (run_dir / folder.STOP).stat().st_mtime
+        except OSError:
+            stop_at = None
+        if last_write is None:
+            if now - info.started > self.startup_seconds:
+                return f"did not start within {self.startup_seconds:.0f} s"
+            return None
+        if stop_at is not None and now - max(stop_at, last_write) > self.stop_grace_seconds:
+            return f"did not stop within {self.stop_grace_seconds:.0f} s of Stop"
+        if now - last_write > self.stall_seconds:
+            return f"made no progress for {self.stall_seconds:.0f} s"
+        return None
 
 
 def _kill_group(pid: int) -> None:
