@@ -118,19 +118,21 @@ def command_line(pid: int) -> str:
 
 
 def worker_processes(models_dir: Path) -> list[int]:
-    """Training worker processes of this models folder now running (zombies excluded)."""
-    found = []
+    """Training worker processes of this models folder now running. Zombies do not count,
+    nor does a worker's own short-lived child (a fork before an exec shows its parent's
+    command line)."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             line = command_line(int(entry.name))
             if "mnist_core.training.worker" in line and str(models_dir) in line:
                 try:
-                    state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                    state, parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
                 except OSError:
                     continue
                 if state != "Z":
-                    found.append(int(entry.name))
-    return found
+                    found[int(entry.name)] = int(parent)
+    return [pid for pid, parent in found.items() if parent not in found]
 
 
 def launch_chromium(playwright):
