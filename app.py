@@ -50,6 +50,8 @@ with col_device:
     st.metric("Trains on", kind)
     st.markdown(label)
 
+if snap.notice:
+    st.info(snap.notice)
 if snap.active:
     st.info(
         f"**A training is running** ({snap.config.model}, epoch {snap.epoch}/"
@@ -69,8 +71,10 @@ PAGES = [
      "Your drawing, turned into an MNIST image step by step, and the prediction."),
     ("pages/4_Class_drawings.py", "**Class drawings**", ":material/groups:",
      "Accuracy on what the class drew, next to MNIST; fine-tune on the drawings."),
+    ("pages/5_Inside_the_network.py", "**Inside** the network", ":material/neurology:",
+     "Layer by layer: what the units learned, why this digit, and how to fool it."),
 ]
-for column, (path, label, icon, caption) in zip(st.columns(4), PAGES, strict=True):
+for column, (path, label, icon, caption) in zip(st.columns(len(PAGES)), PAGES, strict=True):
     column.page_link(path, label=label, icon=icon)
     column.caption(caption)
 ui.show_skipped(scan)

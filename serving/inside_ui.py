@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import streamlit as st
 
-from mnist_core import inside, inside_plots, plots
+from mnist_core import inside, inside_plots
 from mnist_core.data import NUM_PIXELS
 from mnist_core.inside import InsideError, Network, Sample, Snapshot
 
@@ -60,36 +60,42 @@ def network(key: tuple[str, float]) -> Network:
     return _network(*key)
 
 
-@dataclass(frozen=True)
-class InputView:
-    """What the page shows for one input: plain values and ready HTML."""
+def start_key(run_dir: Path) -> tuple[str, float] | None:
+    """(path, modification time) of the run's starting weights, or None without them."""
+    path = Path(run_dir) / inside.SNAPSHOTS_DIR / inside.START_FILE
+    try:
+        return str(run_dir), path.stat().st_mtime
+    except OSError:
+        return None
 
-    probabilities: np.ndarray  # (10,)
-    digit: int
-    runner_up: int
-    forward_html: str
-    units_html: str  # the strongest first-layer units (MLP) or filters (CNN)
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _start(run_dir: str, modified: float) -> np.ndarray | None:
+    return inside.read_start_kernel(run_dir)
+
+
+def start_kernel(key: tuple[str, float] | None, shape: tuple | None = None) -> np.ndarray | None:
+    """The first layer's weights before training (None when unknown or not of `shape`)."""
+    kernel = None if key is None else _start(*key)
+    return kernel if kernel is not None and (shape is None or kernel.shape == shape) else None
+
+
+def _shown(key: tuple[str, float], start: tuple[str, float] | None) -> np.ndarray:
+    """The first layer's weights to draw: what training added to them when the start is
+    known, else the weights themselves."""
+    kernel = network(key).first_kernel_layer.kernel
+    begin = start_kernel(start, kernel.shape)
+    return kernel if begin is None else kernel - begin
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def input_view(key: tuple[str, float], x_bytes: bytes) -> InputView:
-    """Forward pass and pictures for one input: x_bytes is a (784,) float32 array's bytes."""
-    net, x = network(key), _x(x_bytes)
-    trace = net.forward(x)
-    probabilities = trace.probabilities[0]
-    order = np.argsort(-probabilities)
-    first = net.first_kernel_layer
-    output = trace.outputs[first.index][0]
-    if first.kind == "Dense":
-        units = inside_plots.strongest(output)
-        units_html = inside_plots.unit_weights_html(first, units, output)
-    else:
-        strongest = np.argsort(-output.max(axis=(0, 1)))[:inside_plots.TOP_UNITS]
-        units_html = inside_plots.filters_html(first, output, strongest)
-    return InputView(probabilities, int(order[0]), int(order[1]),
-                     inside_plots.forward_html(net.layers, trace,
-                                               plots.probabilities_html(probabilities)),
-                     units_html)
+def input_view(key: tuple[str, float], start: tuple[str, float] | None,
+               x_bytes: bytes) -> inside_plots.InputView:
+    """Forward pass and pictures for one input: x_bytes is a (784,) float32 array's bytes;
+    `start` the starting weights to subtract from the first layer's pictures, or None."""
+    net = network(key)
+    begin = start_kernel(start, net.first_kernel_layer.kernel.shape)
+    return inside_plots.input_view(net, _x(x_bytes), begin)
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -108,13 +114,14 @@ def breaking_sentences(key: tuple[str, float], x_bytes: bytes) -> list[str]:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def weights_page_image(key: tuple[str, float], first: int, count: int) -> np.ndarray:
-    return inside_plots.weights_page(network(key).first_kernel_layer, first, count)
+def weights_page_image(key: tuple[str, float], start: tuple[str, float] | None, first: int,
+                       count: int) -> np.ndarray:
+    return inside_plots.weights_page(_shown(key, start), first, count)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def filters_image(key: tuple[str, float]) -> np.ndarray:
-    return inside_plots.filters_mosaic(network(key).first_kernel_layer.kernel)
+def filters_image(key: tuple[str, float], start: tuple[str, float] | None) -> np.ndarray:
+    return inside_plots.filters_mosaic(_shown(key, start))
 
 
 def _x(x_bytes: bytes) -> np.ndarray:
@@ -156,6 +163,19 @@ class Snapshots:
     items: list[Snapshot]  # sorted by step
     skipped: list[str]  # names of unreadable files
     sample: Sample | None
+    start: np.ndarray | None  # the first layer's kernel before training
+
+    def reference(self, snapshot: Snapshot) -> np.ndarray | None:
+        """What `snapshot`'s units looked like before training (else at the first snapshot;
+        None when neither matches it)."""
+        if self.start is not None and self.start.shape[-1] > snapshot.units.max():
+            reference = inside.unit_images(self.start, snapshot.units)
+            if reference.shape == snapshot.weights.shape:
+                return reference
+        first = self.items[0]
+        if first.weights.shape == snapshot.weights.shape and (first.units == snapshot.units).all():
+            return first.weights
+        return None
 
     def accuracy(self) -> list[tuple[int, float]]:
         """(step, share of the sample predicted right) per snapshot, when labels are known."""
@@ -167,7 +187,8 @@ class Snapshots:
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _snapshots(run_dir: str, listing: tuple) -> Snapshots:
     items, skipped = inside.read_snapshots(run_dir)
-    return Snapshots(run_dir, listing, items, skipped, inside.read_sample(run_dir))
+    return Snapshots(run_dir, listing, items, skipped, inside.read_sample(run_dir),
+                     inside.read_start_kernel(run_dir))
 
 
 def snapshots(run_dir: Path) -> Snapshots:
@@ -176,14 +197,20 @@ def snapshots(run_dir: Path) -> Snapshots:
 
 
 @st.cache_data(max_entries=128, show_spinner=False)
-def snapshot_pictures(run_dir: str, listing: tuple, step: int) -> tuple[np.ndarray, str]:
-    """A snapshot's units (or filters) picture and its predictions on the sample (HTML)."""
+def snapshot_pictures(run_dir: str, listing: tuple, step: int,
+                      change: bool) -> tuple[np.ndarray, str]:
+    """A snapshot's units (or filters) picture and its predictions on the sample (HTML).
+
+    With `change`, the pictures show how far each weight moved since the start (the saved
+    starting weights, else the first snapshot).
+    """
     found = _snapshots(run_dir, listing)
     snapshot = next(s for s in found.items if s.step == step)
     html = ""
     if found.sample is not None:
         html = inside_plots.sample_predictions_html(found.sample, snapshot.probabilities)
-    return inside_plots.snapshot_weights(snapshot), html
+    reference = found.reference(snapshot) if change else None
+    return inside_plots.snapshot_weights(snapshot, reference), html
 
 
 def _share_right(snapshot: Snapshot, sample: Sample) -> float:

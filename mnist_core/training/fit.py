@@ -29,6 +29,7 @@ from mnist_core.data import (
 from mnist_core.devices import cpu_has_bf16, cpu_label, cpu_name
 from mnist_core.drawings import Drawings
 from mnist_core.evaluate import evaluation
+from mnist_core.inside import WEIGHTS_FILE
 from mnist_core.models import OPTIMIZER_CLASSES, layers_of, warmup_steps
 from mnist_core.runs import folder
 from mnist_core.runs.record import (
@@ -40,6 +41,7 @@ from mnist_core.runs.record import (
     StartEvent,
     read_config,
 )
+from mnist_core.training.snapshots import FeatureSnapshots, export_weights, sample_indices
 
 # How often batch metrics are written: enough for a smooth live chart, few enough lines
 # that a 9375-batch notebook-style run stays a small file.
@@ -281,7 +283,7 @@ def add_drawings(run_dir: Path, config: TrainConfig,
 
 
 def fit(model: keras.Model, data: TrainingData, config: TrainConfig,
-        callback: LiveMetrics) -> tuple[keras.callbacks.History, float]:
+        callbacks: list[keras.callbacks.Callback]) -> tuple[keras.callbacks.History, float]:
     """model.fit as the notebook does it, with validation data; returns (history, seconds)."""
     started = time.time()
     history = model.fit(
@@ -290,7 +292,7 @@ def fit(model: keras.Model, data: TrainingData, config: TrainConfig,
         steps_per_epoch=config.steps_per_epoch(),
         validation_data=(data.x_valid, data.y_valid) if config.validation else None,
         validation_batch_size=VALIDATION_BATCH,
-        callbacks=[callback],
+        callbacks=callbacks,
         shuffle=False,  # the dataset reshuffles every epoch itself
         verbose=0,
     )
@@ -341,7 +343,11 @@ def train(run_dir: Path) -> RunRecord | None:
         model.compile(optimizer=build_optimizer(config), loss="categorical_crossentropy",
                       metrics=["accuracy"])
     callback = LiveMetrics(run_dir, config.steps_per_epoch())
-    history, fit_seconds = fit(model, data, config, callback)
+    # The Inside page's "watch features form": small snapshots at log-spaced steps.
+    sample = sample_indices(data.labels_valid)
+    snapshots = FeatureSnapshots(run_dir, data.x_valid[sample], config.steps_per_epoch(),
+                                 y_sample=data.labels_valid[sample])
+    history, fit_seconds = fit(model, data, config, [callback, snapshots])
     status = "stopped" if callback.stop_requested else "finished"
     if callback.epochs_completed == 0:
         folder.append_event(metrics, EndEvent(status=status, saved=False, t=time.time()))
@@ -353,6 +359,7 @@ def train(run_dir: Path) -> RunRecord | None:
     served.set_weights(model.get_weights())
     probabilities = served.predict(data.x_valid, batch_size=VALIDATION_BATCH, verbose=0)
     save_model(served, run_dir)
+    export_weights(served, run_dir / WEIGHTS_FILE)  # the Inside page's numpy forward pass
     result = None
     if fine_tune is not None:
         after = None
