@@ -1,0 +1,467 @@
+"""Which training levers make drawn digits recognised as well as MNIST's own.
+
+    .venv/bin/python -m benchmarks.drawn_levers mlp mlp_elastic cnn_small_elastic ... [--count 1000]
+
+Each recipe is trained here with Keras directly, mirroring the worker's pipeline (batches
+gathered in the graph, one shuffle op per epoch, batch 512, Adam 0.002 with warm-up + cosine
+decay, mixed bfloat16 where the worker's `resolve_precision` would pick it, float32 softmax),
+saved to ONNX like the worker's `save_model`, and measured through the Draw page's path on
+the drawn x_valid digits of `benchmarks.drawn_digits`. Augmentations are TensorFlow ops on
+(B, 784) float32 batches in [0, 1], so they drop into `training_dataset` unchanged; the pen
+redraw also takes each image's skeleton, thinned once per training (`tests.strokes.thin`).
+Prints one markdown row per recipe, with wall and CPU seconds of each fit (CPU seconds are
+steadier on a shared machine); run one training at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.drawn_digits import accuracy, drawn_set, inputs, naive_input, steps_input
+from mnist_core.data import categorize, flatten, normalize, read_mnist
+from mnist_core.devices import cpu_has_bf16
+from mnist_core.inference import Classifier
+from mnist_core.models import Layer
+from tests.strokes import thin
+
+IMAGE = 28
+PIXELS = IMAGE * IMAGE
+
+MLP = [
+    Layer("Dense", {"units": 512, "activation": "relu"}),
+    Layer("Dense", {"units": 512, "activation": "relu"}),
+    Layer("Dense", {"units": 10, "activation": "softmax"}),
+]
+# Small convnets using only the layer kinds and arguments mnist_core.models can summarise.
+CNN_SMALL = [
+    Layer("Reshape", {"target_shape": (IMAGE, IMAGE, 1)}),
+    Layer("Conv2D", {"filters": 16, "kernel_size": (5, 5), "activation": "relu"}),
+    Layer("MaxPooling2D", {"pool_size": (2, 2)}),
+    Layer("Conv2D", {"filters": 32, "kernel_size": (3, 3), "activation": "relu"}),
+    Layer("MaxPooling2D", {"pool_size": (2, 2)}),
+    Layer("Flatten"),
+    Layer("Dense", {"units": 128, "activation": "relu"}),
+    Layer("Dense", {"units": 10, "activation": "softmax"}),
+]
+# The app's "cnn" (Keras's MNIST convnet), for the ceiling: too slow for a 20 s fit here.
+KERAS_CNN = [
+    Layer("Reshape", {"target_shape": (IMAGE, IMAGE, 1)}),
+    Layer("Conv2D", {"filters": 32, "kernel_size": (3, 3), "activation": "relu"}),
+    Layer("MaxPooling2D", {"pool_size": (2, 2)}),
+    Layer("Conv2D", {"filters": 64, "kernel_size": (3, 3), "activation": "relu"}),
+    Layer("MaxPooling2D", {"pool_size": (2, 2)}),
+    Layer("Flatten"),
+    Layer("Dropout", {"rate": 0.5}),
+    Layer("Dense", {"units": 10, "activation": "softmax"}),
+]
+LENET = [
+    Layer("Reshape", {"target_shape": (IMAGE, IMAGE, 1)}),
+    Layer("Conv2D", {"filters": 8, "kernel_size": (5, 5), "activation": "relu"}),
+    Layer("MaxPooling2D", {"pool_size": (2, 2)}),
+    Layer("Conv2D", {"filters": 16, "kernel_size": (5, 5), "activation": "relu"}),
+    Layer("MaxPooling2D", {"pool_size": (2, 2)}),
+    Layer("Flatten"),
+    Layer("Dense", {"units": 10, "activation": "softmax"}),
+]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    layers: list[Layer]
+    epochs: int = 5
+    augment: str | None = None  # a key of AUGMENTATIONS
+    batch_size: int = 512
+    learning_rate: float = 0.002
+    options: dict = field(default_factory=dict)  # keyword arguments of the augmentation
+    pen: float = 0.0  # fraction of images redrawn from their skeleton with a round pen
+
+
+# ---- augmentations: (tf, seed, **options) -> fn((B, 784) float32) -> (B, 784) float32 ----
+
+def bilinear_sample(tf, images, sy, sx):
+    """images (B, 28, 28) sampled at float coordinates (B, 28, 28); outside reads as 0."""
+    batch = tf.shape(images)[0]
+    flat = tf.reshape(images, [-1])
+    y0, x0 = tf.floor(sy), tf.floor(sx)
+    wy, wx = sy - y0, sx - x0
+    base = tf.reshape(tf.range(batch) * PIXELS, (-1, 1, 1))
+    out = 0.0
+    for dy, dx, weight in ((0, 0, (1 - wy) * (1 - wx)), (0, 1, (1 - wy) * wx),
+                           (1, 0, wy * (1 - wx)), (1, 1, wy * wx)):
+        yy, xx = tf.cast(y0, tf.int32) + dy, tf.cast(x0, tf.int32) + dx
+        inside = (yy >= 0) & (yy < IMAGE) & (xx >= 0) & (xx < IMAGE)
+        index = base + tf.clip_by_value(yy, 0, IMAGE - 1) * IMAGE + tf.clip_by_value(xx, 0, IMAGE - 1)
+        out += weight * tf.where(inside, tf.gather(flat, index), 0.0)
+    return out
+
+
+def distort(tf, seed: int, elastic: float = 0.0, grid: int = 3, rotate: float = 0.0,
+            scale: float = 0.0, shear: float = 0.0, shift: float = 0.0, squeeze: float = 0.0,
+            gamma: float = 0.0):
+    """Random smooth distortions of (B, 784) batches in one resampling.
+
+    elastic: peak displacement in px of a random field on a grid x grid lattice, upsampled
+    bicubically (smooth, like Simard et al.'s Gaussian-filtered fields, without a 2-D
+    convolution); rotate in radians, scale / shear / squeeze (aspect) as fractions, shift in
+    px, each drawn uniformly from [-v, v] per image, about the image centre; gamma: the ink
+    raised to exp(u), u in [-gamma, gamma], a sub-pixel thicker (u < 0) or thinner pen.
+    """
+    centre = (IMAGE - 1) / 2
+    ys, xs = tf.meshgrid(tf.range(IMAGE, dtype=tf.float32) - centre,
+                         tf.range(IMAGE, dtype=tf.float32) - centre, indexing="ij")
+
+    seeds = iter(range(seed, seed + 100))
+
+    def uniform(batch, limit, shape=(1, 1)):
+        if not limit:
+            return tf.zeros((batch, *shape))
+        return tf.random.uniform((batch, *shape), -limit, limit, seed=next(seeds))
+
+    def augment(x):
+        batch = tf.shape(x)[0]
+        images = tf.reshape(x, (-1, IMAGE, IMAGE))
+        angle, zoom = uniform(batch, rotate), 1.0 + uniform(batch, scale)
+        aspect, slant = 1.0 + uniform(batch, squeeze), uniform(batch, shear)
+        # Output pixel (y, x) reads the source at inverse-transformed coordinates.
+        cos, sin = tf.cos(angle), tf.sin(angle)
+        sy = (cos * ys - sin * xs) / (zoom * aspect)
+        sx = (sin * ys + cos * xs) / (zoom / aspect) + slant * ys
+        sy += centre + uniform(batch, shift)
+        sx += centre + uniform(batch, shift)
+        if elastic:
+            coarse = uniform(batch, elastic, (grid, grid, 2))
+            field = tf.image.resize(coarse, (IMAGE, IMAGE), method="bicubic")
+            sy += field[..., 0]
+            sx += field[..., 1]
+        out = tf.clip_by_value(bilinear_sample(tf, images, sy, sx), 0.0, 1.0)
+        if gamma:
+            out = tf.pow(out, tf.exp(uniform(batch, gamma)))
+        return tf.reshape(tf.clip_by_value(out, 0.0, 1.0), (-1, PIXELS))
+
+    return augment
+
+
+def affine(tf, seed: int, rotate: float = 0.0, scale: float = 0.0, shear: float = 0.0,
+           shift: float = 0.0, squeeze: float = 0.0):
+    """`distort` without the elastic field, in TensorFlow's own bilinear transform kernel
+    (the one Keras's Random* layers use): several times cheaper than gathering pixels."""
+    centre = (IMAGE - 1) / 2
+    seeds = iter(range(seed, seed + 100))
+
+    def uniform(batch, limit):
+        if not limit:
+            return tf.zeros((batch,))
+        return tf.random.uniform((batch,), -limit, limit, seed=next(seeds))
+
+    def augment(x):
+        batch = tf.shape(x)[0]
+        angle, zoom = uniform(batch, rotate), 1.0 + uniform(batch, scale)
+        aspect, slant = 1.0 + uniform(batch, squeeze), uniform(batch, shear)
+        cos, sin = tf.cos(angle), tf.sin(angle)
+        # Output (x, y) reads input (a0 x + a1 y + a2, b0 x + b1 y + b2): the same inverse
+        # map as `distort`, written for x = column, y = row, about the centre.
+        a0, a1 = cos / (zoom / aspect), sin / (zoom / aspect) + slant
+        b0, b1 = -sin / (zoom * aspect), cos / (zoom * aspect)
+        a2 = centre + uniform(batch, shift) - (a0 + a1) * centre
+        b2 = centre + uniform(batch, shift) - (b0 + b1) * centre
+        zeros = tf.zeros_like(a0)
+        transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+        images = tf.raw_ops.ImageProjectiveTransformV3(
+            images=tf.reshape(x, (-1, IMAGE, IMAGE, 1)), transforms=transforms,
+            output_shape=[IMAGE, IMAGE], interpolation="BILINEAR", fill_mode="CONSTANT",
+            fill_value=0.0)
+        return tf.reshape(images, (-1, PIXELS))
+
+    return augment
+
+
+def keras_affine(tf, seed: int, thickness: bool = True):
+    """The worker's current `augmenter`: Keras random translation, rotation, zoom, thickness."""
+    import keras
+
+    layers = [
+        keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed),
+        keras.layers.RandomRotation(0.05, fill_mode="constant", seed=seed + 1),
+        keras.layers.RandomZoom((-0.15, 0.15), fill_mode="constant", seed=seed + 2),
+    ]
+
+    def augment(x):
+        images = tf.reshape(x, (-1, IMAGE, IMAGE, 1))
+        for layer in layers:
+            images = layer(images, training=True)
+        if thickness:
+            choice = tf.random.uniform((tf.shape(images)[0], 1, 1, 1), seed=seed + 3)
+            thicker = tf.nn.max_pool2d(images, 3, 1, "SAME")
+            thinner = -tf.nn.max_pool2d(-images, 3, 1, "SAME")
+            images = tf.where(choice < 0.2, thicker, tf.where(choice > 0.8, thinner, images))
+        return tf.reshape(tf.clip_by_value(images, 0.0, 1.0), (-1, PIXELS))
+
+    return augment
+
+
+def thickness(tf, seed: int, thicker: float = 0.2, thinner: float = 0.2):
+    """Only the stroke-thickness part: 3x3 max (thicker) or min (thinner) filter."""
+    def augment(x):
+        images = tf.reshape(x, (-1, IMAGE, IMAGE, 1))
+        choice = tf.random.uniform((tf.shape(images)[0], 1, 1, 1), seed=seed)
+        thick = tf.nn.max_pool2d(images, 3, 1, "SAME")
+        thin = -tf.nn.max_pool2d(-images, 3, 1, "SAME")
+        images = tf.where(choice < thicker, thick, tf.where(choice > 1 - thinner, thin, images))
+        return tf.reshape(images, (-1, PIXELS))
+
+    return augment
+
+
+def pen_redraw(tf, seed: int, fraction: float, widths: tuple[float, float] = (1.2, 3.4)):
+    """Redraw `fraction` of the images as a round pen of random width (px) along their
+    skeleton: the constant-width strokes of a mouse drawing. fn(x, skeleton) -> x, both
+    (B, 784) float32, skeleton in {0, 1}."""
+    reach = 2
+    offsets = np.arange(-reach, reach + 1, dtype=np.float32)
+    # dilation2d with minus the distance: each pixel gets minus its distance to the skeleton.
+    kernel = -np.hypot(offsets[:, None], offsets[None, :])[..., None]
+
+    def redraw(x, skeleton):
+        batch = tf.shape(x)[0]
+        far = (tf.reshape(skeleton, (-1, IMAGE, IMAGE, 1)) - 1.0) * 100.0
+        distance = -tf.nn.dilation2d(far, kernel, [1, 1, 1, 1], "SAME", "NHWC", [1, 1, 1, 1])
+        half = tf.random.uniform((batch, 1, 1, 1), widths[0] / 2, widths[1] / 2, seed=seed)
+        drawn = tf.reshape(tf.clip_by_value(half + 0.5 - distance, 0.0, 1.0), (-1, PIXELS))
+        use = tf.random.uniform((batch, 1), seed=seed + 1) < fraction
+        return tf.where(use, drawn, x)
+
+    return redraw
+
+
+def pen_redraw_fast(tf, seed: int, fraction: float, widths: tuple[float, float] = (1.0, 3.0)):
+    """`pen_redraw` with square pens from max pooling (1, 2, 3, 4 px wide), blended for the
+    widths in between: cheap kernels instead of a grayscale dilation."""
+    def redraw(x, skeleton):
+        batch = tf.shape(x)[0]
+        s = tf.reshape(skeleton, (-1, IMAGE, IMAGE, 1))
+        pens = tf.stack([s] + [tf.nn.max_pool2d(s, k, 1, "SAME") for k in (2, 3, 4)], axis=0)
+        width = tf.random.uniform((batch,), widths[0], widths[1], seed=seed)
+        low = tf.cast(tf.floor(width), tf.int32) - 1  # index of the pen just thinner
+        high = tf.minimum(low + 1, 3)
+        blend = tf.reshape(width - tf.floor(width), (-1, 1, 1, 1))
+        rows = tf.range(batch)
+        thin = tf.gather_nd(pens, tf.stack([low, rows], axis=1))
+        thick = tf.gather_nd(pens, tf.stack([high, rows], axis=1))
+        drawn = tf.reshape((1 - blend) * thin + blend * thick, (-1, PIXELS))
+        use = tf.random.uniform((batch, 1), seed=seed + 1) < fraction
+        return tf.where(use, drawn, x)
+
+    return redraw
+
+
+AUGMENTATIONS: dict[str, Callable] = {
+    "affine": affine,
+    "distort": distort,
+    "keras_affine": keras_affine,
+    "thickness": thickness,
+}
+
+ELASTIC = {"elastic": 2.0, "grid": 3}
+MILD_AFFINE = {"rotate": 0.2, "scale": 0.1, "shear": 0.2, "squeeze": 0.1, "shift": 1.0}
+
+RECIPES: dict[str, Recipe] = {
+    "mlp": Recipe(MLP),
+    "mlp_keras_affine": Recipe(MLP, augment="keras_affine"),
+    "mlp_thickness": Recipe(MLP, augment="thickness"),
+    "mlp_elastic": Recipe(MLP, augment="distort", options=ELASTIC),
+    "mlp_affine": Recipe(MLP, augment="distort", options=MILD_AFFINE),
+    "mlp_elastic_affine": Recipe(MLP, augment="distort", options={**ELASTIC, **MILD_AFFINE}),
+    "mlp_elastic_affine_gamma": Recipe(MLP, augment="distort",
+                                       options={**ELASTIC, **MILD_AFFINE, "gamma": 0.7}),
+    "mlp_elastic_affine_8": Recipe(MLP, epochs=8, augment="distort",
+                                   options={**ELASTIC, **MILD_AFFINE}),
+    "mlp_elastic3_affine": Recipe(MLP, augment="distort",
+                                  options={**ELASTIC, "elastic": 3.0, **MILD_AFFINE}),
+    "cnn_small_elastic_affine": Recipe(CNN_SMALL, augment="distort",
+                                       options={**ELASTIC, **MILD_AFFINE}),
+    "cnn_small_elastic_affine_gamma": Recipe(CNN_SMALL, augment="distort",
+                                             options={**ELASTIC, **MILD_AFFINE, "gamma": 0.7}),
+    "mlp_pen_elastic_affine": Recipe(MLP, augment="distort", pen=0.5,
+                                     options={**ELASTIC, **MILD_AFFINE}),
+    "mlp_pen": Recipe(MLP, pen=0.5),
+    "mlp_pen_elastic_affine_8": Recipe(MLP, epochs=8, augment="distort", pen=0.5,
+                                       options={**ELASTIC, **MILD_AFFINE}),
+    "mlp_pen07_elastic_affine": Recipe(MLP, augment="distort", pen=0.7,
+                                       options={**ELASTIC, **MILD_AFFINE}),
+    "mlp_pen03_elastic_affine": Recipe(MLP, augment="distort", pen=0.3,
+                                       options={**ELASTIC, **MILD_AFFINE}),
+    "cnn_small_pen_elastic_affine": Recipe(CNN_SMALL, augment="distort", pen=0.5,
+                                           options={**ELASTIC, **MILD_AFFINE}),
+    "mlp_fastpen_affine": Recipe(MLP, augment="affine", pen=0.5,
+                                 options={**MILD_AFFINE, "fast_pen": True}),
+    "mlp_fastpen_elastic_affine": Recipe(MLP, augment="distort", pen=0.5,
+                                         options={**ELASTIC, **MILD_AFFINE, "fast_pen": True}),
+    "mlp_tfaffine": Recipe(MLP, augment="affine", options=MILD_AFFINE),
+    "mlp_tfaffine_4": Recipe(MLP, epochs=4, augment="affine", options=MILD_AFFINE),
+    "mlp_tfaffine_8": Recipe(MLP, epochs=8, augment="affine", options=MILD_AFFINE),
+    "mlp_fastpen_affine_8": Recipe(MLP, epochs=8, augment="affine", pen=0.5,
+                                   options={**MILD_AFFINE, "fast_pen": True}),
+    "mlp_fastpen_affine_10": Recipe(MLP, epochs=10, augment="affine", pen=0.5,
+                                    options={**MILD_AFFINE, "fast_pen": True}),
+    "cnn_small_fastpen_affine": Recipe(CNN_SMALL, augment="affine", pen=0.5,
+                                       options={**MILD_AFFINE, "fast_pen": True}),
+    "cnn_small": Recipe(CNN_SMALL),
+    "keras_cnn_elastic_affine_10": Recipe(KERAS_CNN, epochs=10, augment="distort",
+                                          options={**ELASTIC, **MILD_AFFINE}),
+    "cnn_small_elastic": Recipe(CNN_SMALL, augment="distort", options=ELASTIC),
+    "lenet": Recipe(LENET),
+    "lenet_elastic": Recipe(LENET, augment="distort", options=ELASTIC),
+}
+
+
+# ---- the worker's pipeline, mirrored ----
+
+def precision() -> str:
+    """What `worker.resolve_precision` picks for config.precision == "auto" on a CPU."""
+    return "mixed_bfloat16" if cpu_has_bf16() else "float32"
+
+
+def build(keras, layers: list[Layer], dtype_policy: str, name: str = "model"):
+    built = [getattr(keras.layers, layer.kind)(**layer.kwargs, dtype=dtype_policy) for layer in layers]
+    if dtype_policy != "float32":
+        built[-1] = keras.layers.Dense(**layers[-1].kwargs, dtype="float32")
+    return keras.Sequential([keras.Input(shape=(PIXELS,)), *built], name=name)
+
+
+def dataset(tf, x_train, y_train, recipe: Recipe, seed: int, skeletons=None):
+    n, batch = len(x_train), recipe.batch_size
+    steps = -(-n // batch)
+    x_all, y_all = tf.constant(x_train), tf.constant(y_train)
+    pen = pen_redraw_fast if recipe.options.get("fast_pen") else pen_redraw
+    redraw = pen(tf, seed + 50, recipe.pen) if recipe.pen else None
+    s_all = tf.constant(skeletons.reshape(n, PIXELS).astype(np.float32)) if redraw else None
+    repeats = -(-steps * batch // n)
+
+    def epoch_batches(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+        return tf.reshape(tf.tile(order, [repeats])[: steps * batch], (steps, batch))
+
+    options = {k: v for k, v in recipe.options.items() if k != "fast_pen"}
+    augment = AUGMENTATIONS[recipe.augment](tf, seed, **options) if recipe.augment else None
+
+    def gather(indices):
+        x = tf.gather(x_all, indices)
+        if redraw:
+            x = redraw(x, tf.gather(s_all, indices))
+        return (augment(x) if augment else x), tf.gather(y_all, indices)
+
+    return (tf.data.Dataset.range(recipe.epochs).map(epoch_batches).unbatch()
+            .map(gather).prefetch(2)), steps
+
+
+def skeletons_of(x_train_images) -> tuple[np.ndarray, float]:
+    """(N, 28, 28) uint8 -> ((N, 28, 28) bool skeletons of the ink >= 128, seconds taken)."""
+    start = time.perf_counter()
+    skeletons = thin(x_train_images >= 128)
+    return skeletons, time.perf_counter() - start
+
+
+def fit(recipe: Recipe, data, seed: int = 0, skeletons=None):
+    """Train like the worker; returns (float32 Keras model, fit seconds)."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    x_train, y_train = normalize(flatten(data.x_train)), categorize(data.y_train)
+    train_data, steps = dataset(tf, x_train, y_train, recipe, seed, skeletons)
+    total = recipe.epochs * steps
+    model = build(keras, recipe.layers, precision())
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0, decay_steps=total, warmup_target=recipe.learning_rate,
+            warmup_steps=max(1, total // 10))),
+        loss="categorical_crossentropy", metrics=["accuracy"])
+    start, cpu = time.perf_counter(), time.process_time()
+    model.fit(train_data, epochs=recipe.epochs, steps_per_epoch=steps, shuffle=False, verbose=0)
+    seconds = time.perf_counter() - start
+    # CPU seconds of this process: steadier than wall time on a machine shared with others.
+    print(f"  {recipe.epochs} epochs: {seconds:.1f} s wall, {time.process_time() - cpu:.1f} CPU s",
+          flush=True)
+    served = build(keras, recipe.layers, "float32")
+    served.set_weights(model.get_weights())
+    return served, seconds
+
+
+def notebook_fit_seconds(data) -> float:
+    """The notebook's own fit of the same MLP (batch 32, default RMSprop, float32, numpy
+    inputs, 5 epochs): the reference for "5x the notebook's fit speed"."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    keras.mixed_precision.set_global_policy("float32")
+    model = build(keras, MLP, "float32")
+    model.compile(loss="categorical_crossentropy", metrics=["accuracy"])
+    x_train, y_train = normalize(flatten(data.x_train)), categorize(data.y_train)
+    start, cpu = time.perf_counter(), time.process_time()
+    model.fit(x_train, y_train, epochs=5, verbose=0)
+    print(f"  notebook: {time.process_time() - cpu:.1f} CPU s", flush=True)
+    return time.perf_counter() - start
+
+
+def export_onnx(model, path: Path) -> Path:
+    model.predict(np.zeros((1, PIXELS), np.float32), verbose=0)  # export needs a called model
+    model.export(path, format="onnx", verbose=False)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the first Keras import
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recipes", nargs="+", choices=sorted(RECIPES))
+    parser.add_argument("--count", type=int, default=1000, help="drawn digits to test on")
+    parser.add_argument("--epochs", type=int, default=None, help="override the recipes' epochs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--notebook", action="store_true",
+                        help="also time the notebook's fit first, for the speed-up column")
+    parser.add_argument("--save-dir", type=Path, default=None,
+                        help="keep each recipe's model.onnx in SAVE_DIR/RECIPE.onnx")
+    args = parser.parse_args(argv)
+
+    data = read_mnist()
+    drawn = drawn_set(data.x_valid, data.y_valid, args.count)
+    x_steps, x_naive = inputs(drawn, steps_input), inputs(drawn, naive_input)
+    x_valid = normalize(flatten(data.x_valid))
+    print(f"precision {precision()}; {args.count} drawn digits")
+    skeletons = None
+    if any(RECIPES[name].pen for name in args.recipes):
+        skeletons, seconds = skeletons_of(data.x_train)
+        print(f"skeletons of x_train (once per training, before the fit): {seconds:.1f} s")
+    notebook = notebook_fit_seconds(data) if args.notebook else None
+    if notebook:
+        print(f"notebook fit (batch 32, RMSprop, float32, 5 epochs): {notebook:.1f} s")
+    print("| recipe | epochs | fit s | MNIST valid | drawn (steps) | drawn (naive) | gap |")
+    print("|---|---|---|---|---|---|---|")
+    for name in args.recipes:
+        recipe = RECIPES[name]
+        if args.epochs:
+            recipe = Recipe(**{**recipe.__dict__, "epochs": args.epochs})
+        model, seconds = fit(recipe, data, args.seed, skeletons)
+        with tempfile.TemporaryDirectory() as folder:
+            path = (args.save_dir or Path(folder)) / f"{name}.onnx"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            predict = Classifier(export_onnx(model, path)).predict_proba
+            valid = accuracy(predict, x_valid, data.y_valid)
+            steps = accuracy(predict, x_steps, drawn.labels)
+            naive = accuracy(predict, x_naive, drawn.labels)
+        speed = f" ({notebook / seconds:.1f}x the notebook)" if notebook else ""
+        print(f"| {name} | {recipe.epochs} | {seconds:.1f}{speed} | {valid:.4f} | {steps:.4f} | "
+              f"{naive:.4f} | {valid - steps:+.4f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
