@@ -410,6 +410,34 @@ def test_numpy_activations_match_keras_layer_by_layer(fitted, mnist, model):
 
 @trains
 @pytest.mark.parametrize("model", MODELS)
+def test_a_mixed_precision_model_is_served_close_to_its_own_activations(tmp_path, mnist, model):
+    """The worker trains in bfloat16 where the CPU has it and saves float32 weights: the
+    server's float32 pass stays within bfloat16's precision of the trained model's layers."""
+    import keras
+
+    from mnist_core.training.fit import build_model
+    from mnist_core.training.snapshots import export_weights
+
+    keras.utils.set_random_seed(0)
+    mixed = build_model(model, "mixed_bfloat16")
+    mixed.compile(optimizer="adam", loss="categorical_crossentropy")
+    mixed.fit(normalize(flatten(mnist.x_train[:TINY_IMAGES])),
+              categorize(mnist.y_train[:TINY_IMAGES]), batch_size=TINY_BATCH, epochs=1, verbose=0)
+    served = build_model(model, "float32")  # as the worker saves it
+    served.set_weights(mixed.get_weights())
+    export_weights(served, tmp_path / inside.WEIGHTS_FILE)
+    net = inside.load_network(tmp_path / inside.WEIGHTS_FILE)
+    x = normalize(flatten(mnist.x_valid[:64]))
+    probe = keras.Model(mixed.inputs[0], [layer.output for layer in mixed.layers])
+    expected = [keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")) for out in probe(x)]
+    for layer, mine, theirs in zip(net.layers, net.forward(x).outputs, expected, strict=True):
+        scale = max(float(np.abs(theirs).max()), 1.0)  # bfloat16 keeps ~3 significant digits
+        np.testing.assert_allclose(mine / scale, theirs / scale, atol=2e-2, err_msg=layer.name)
+    assert (net.forward(x).outputs[-1].argmax(1) == expected[-1].argmax(1)).mean() >= 0.95
+
+
+@trains
+@pytest.mark.parametrize("model", MODELS)
 def test_saliency_gradient_is_the_gradient_tensorflow_computes(fitted, mnist, model):
     import tensorflow as tf
 

@@ -9,6 +9,8 @@ import shutil
 
 import pytest
 
+from mnist_core.data import flatten, normalize
+from mnist_core.inference import Classifier
 from tests import e2e, wire
 
 pytestmark = pytest.mark.browser
@@ -48,6 +50,25 @@ def test_ten_sessions_at_once_each_get_the_digit_they_drew(server):
     assert [len(a) for a in answers] == [ROUNDS * len(DIGITS)] * 10
     wrong = [(digit, got) for session in answers for digit, got in session if str(digit) != got]
     assert wrong == []  # and each was the digit drawn: no mixing between sessions
+
+
+async def inside_class(url: str, visitors: int) -> list[list[str]]:
+    return await asyncio.gather(*(
+        wire.open_page(url, "Inside_the_network", f"split=x_valid&index={i}")
+        for i in range(visitors)))
+
+
+def test_thirty_visitors_look_inside_the_network_at_once(server, mnist, trained_run):
+    """Each with its own MNIST image (a shared link's ?index=): every page whole, and each
+    explains the digit the model predicts for its own image, not another visitor's."""
+    pages = wire.run(inside_class(server.url, 30))
+    predicted = Classifier(trained_run.onnx_path).predict_proba(
+        normalize(flatten(mnist.x_valid[:30]))).argmax(axis=1)
+    assert len(pages) == 30
+    for texts, digit in zip(pages, predicted, strict=True):
+        text = " ".join(texts)
+        assert "Layer by layer" in text and "What the units look for" in text, text[:300]
+        assert f"Why a {digit} and not a" in text, text[:300]
 
 
 def test_three_browsers_draw_while_a_training_runs(server, browser):

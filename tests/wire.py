@@ -78,6 +78,38 @@ async def send_clear_cache(url: str, timeout: float = 30) -> None:
                 return
 
 
+async def open_page(url: str, page_name: str, query_string: str = "",
+                    timeout: float = 120) -> list[str]:
+    """One visitor opening a page: the markdown and headings it showed, in order.
+    ScriptError if the page showed an exception or did not finish."""
+    ws_url = url.replace("http://", "ws://") + "/_stcore/stream"
+    texts = []
+    async with websockets.connect(ws_url, subprotocols=["streamlit"], max_size=None,
+                                  open_timeout=timeout) as ws:
+        message = BackMsg()
+        message.rerun_script.page_name = page_name
+        message.rerun_script.query_string = query_string
+        await ws.send(message.SerializeToString())
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                data = await asyncio.wait_for(ws.recv(), deadline - time.monotonic())
+            except (TimeoutError, ValueError):
+                raise ScriptError(f"{page_name} did not finish in {timeout:.0f} s") from None
+            reply = ForwardMsg()
+            reply.ParseFromString(data)
+            kind = reply.WhichOneof("type")
+            if kind == "delta" and reply.delta.WhichOneof("type") == "new_element":
+                shown = reply.delta.new_element
+                element = shown.WhichOneof("type")
+                if element == "exception":
+                    raise ScriptError(shown.exception.message)
+                if element in ("markdown", "heading"):
+                    texts.append(getattr(shown, element).body)
+            elif kind == "script_finished":
+                return texts
+
+
 class DrawVisitor:
     """One session on /Draw. Use as `async with DrawVisitor(url) as visitor:`."""
 
