@@ -30,7 +30,7 @@ from mnist_core.data import categorize, flatten, normalize, read_mnist
 from mnist_core.devices import cpu_has_bf16
 from mnist_core.inference import Classifier
 from mnist_core.models import Layer
-from tests.strokes import thin
+from mnist_core.skeleton import thin
 
 IMAGE = 28
 PIXELS = IMAGE * IMAGE

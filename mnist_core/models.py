@@ -145,15 +145,20 @@ def keras_code(config: TrainConfig) -> str:
             f"x_train, y_train = x_train[keep], y_train[keep]\n"
         )
     validation = ",\n    validation_data=(x_valid, y_valid)," if config.validation else ","
-    if config.augment:
-        layer_lines = (
-            "    # Augmentation: active only while training\n"
+    if config.augment or config.pen_strokes:
+        pen = ("    # The app also redraws half of each batch with a pen along each digit's\n"
+               "    # skeleton (mnist_core/skeleton.py), as a mouse draws.\n"
+               if config.pen_strokes else "")
+        augment = (
+            "    # Augmentation, active only while training: a mild rotation, scale, slant\n"
+            "    # and shift (the app does them in one transform per image)\n"
             "    layers.Reshape((28, 28, 1)),\n"
-            "    layers.RandomTranslation(0.1, 0.1, fill_mode='constant'),\n"
-            "    layers.RandomRotation(0.05, fill_mode='constant'),\n"
-            "    layers.RandomZoom((-0.15, 0.15), fill_mode='constant'),\n"
-            "    layers.Flatten(),\n" + layer_lines
-        )
+            "    layers.RandomRotation(0.032, fill_mode='constant'),\n"
+            "    layers.RandomZoom(0.1, fill_mode='constant'),\n"
+            "    layers.RandomShear(0.2, 0.0, fill_mode='constant'),\n"
+            "    layers.RandomTranslation(1 / 28, 1 / 28, fill_mode='constant'),\n"
+            "    layers.Flatten(),\n" if config.augment else "")
+        layer_lines = pen + augment + layer_lines
     precision = {
         "float32": "",
         "mixed_bfloat16": 'keras.mixed_precision.set_global_policy("mixed_bfloat16")\n',

@@ -135,7 +135,7 @@ epochs = settings[0].slider("Epochs", BOUNDS["epochs"][0], FINE_TUNE_MAX_EPOCHS,
                             key="class_epochs")
 learning_rate = settings[1].number_input("Learning rate", *BOUNDS["learning_rate"], 0.0005,
                                          format="%.5f", key="class_learning_rate")
-augment = settings[2].checkbox("Augment (shift, rotate, scale, stroke width)", value=True,
+augment = settings[2].checkbox("Augment (rotate, scale, slant, shift)", value=True,
                                key="class_augment")
 if st.button("Fine-tune", type="primary", icon=":material/model_training:", disabled=used == 0):
     config = TrainConfig(model=run.config.model, epochs=epochs, learning_rate=learning_rate,

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from mnist_core.data import IMAGE_SIZE
+from mnist_core.skeleton import NEIGHBOURS, thin
 
 CANVAS_SIZE = 280
 UPSCALE = 4  # trace at 112x112: a 28x28 skeleton is too jagged to draw from
@@ -34,10 +35,6 @@ PEN_WIDTHS = (12, 30)  # the Draw page's slider as people set it (default 20)
 DIGIT_SIZES = (110, 230)  # longer side of the digit's skeleton on the canvas, px
 SUPERSAMPLE = 4  # render at 4x and box-filter down: the browser's anti-aliasing
 
-# (dy, dx) of the 8 neighbours, clockwise from north: P2..P9 in Zhang & Suen (1984).
-NEIGHBOURS = ((-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1))
-
-
 @dataclass(frozen=True)
 class Drawing:
     """Pen strokes on the canvas: each an (K, 2) float array of (x, y) points, K >= 1."""
@@ -47,52 +44,6 @@ class Drawing:
 
     def render(self, size: int = CANVAS_SIZE) -> np.ndarray:
         return render(self.strokes, self.width, size)
-
-
-def zhang_suen_tables() -> np.ndarray:
-    """(2, 256) bool: whether each Zhang-Suen sub-step removes an ink pixel, by the 8-bit
-    code of its neighbours (bit i set when neighbour P(i + 2) is ink)."""
-    codes = np.arange(256)
-    p = [(codes >> i) & 1 for i in range(8)]
-    count = sum(p)  # B(P1): inked neighbours
-    # A(P1): 0 -> 1 transitions in the cyclic sequence P2, P3, ..., P9, P2
-    transitions = sum((p[i] == 0) & (p[(i + 1) % 8] == 1) for i in range(8))
-    base = (count >= 2) & (count <= 6) & (transitions == 1)
-    p2, p4, p6, p8 = p[0], p[2], p[4], p[6]
-    first = base & (p2 * p4 * p6 == 0) & (p4 * p6 * p8 == 0)
-    second = base & (p2 * p4 * p8 == 0) & (p2 * p6 * p8 == 0)
-    return np.stack([first, second])
-
-
-ZHANG_SUEN = zhang_suen_tables()
-
-
-def thin(ink: np.ndarray) -> np.ndarray:
-    """(H, W) or (N, H, W) bool -> one-pixel-wide skeletons (Zhang & Suen 1984).
-
-    Vectorised over the batch with a 256-entry table per sub-step; images whose skeleton
-    is done drop out, so a batch costs about its slowest few images, not N times them.
-    """
-    single = ink.ndim == 2
-    batch = ink[None] if single else ink
-    _, h, w = batch.shape
-    image = np.pad(batch.astype(np.uint8), ((0, 0), (1, 1), (1, 1)))
-    active = np.arange(len(image))
-    while active.size:
-        changed = np.zeros(active.size, bool)
-        for table in ZHANG_SUEN:
-            sub = image[active]
-            code = np.zeros((active.size, h, w), np.uint8)
-            for bit, (dy, dx) in enumerate(NEIGHBOURS):
-                code |= sub[:, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w] << bit
-            centre = sub[:, 1:-1, 1:-1]
-            remove = (centre == 1) & table[code]
-            centre[remove] = 0
-            image[active] = sub
-            changed |= remove.any(axis=(1, 2))
-        active = active[changed]
-    skeletons = image[:, 1:-1, 1:-1].astype(bool)
-    return skeletons[0] if single else skeletons
 
 
 def _neighbours(skeleton: np.ndarray) -> dict[tuple[int, int], list[tuple[int, int]]]:

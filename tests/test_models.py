@@ -33,7 +33,7 @@ def test_seed_mlp_is_the_notebooks_network():
 
 @pytest.mark.parametrize("config", [
     TrainConfig(), TrainConfig(model="cnn", optimizer="sgd", lr_schedule=False, train_size=5000),
-    TrainConfig.notebook(), TrainConfig(augment=True, epochs=2),
+    TrainConfig.notebook(), TrainConfig(augment=True, epochs=2), TrainConfig.for_drawing(),
 ])
 def test_keras_code_builds_the_same_model_and_optimizer(config):
     code = keras_code(config)

@@ -298,19 +298,46 @@ def test_cnn_trains_and_serves_the_same_predictions(tmp_path, mnist):
 
 
 @pytest.mark.unit
-def test_augmentation_varies_digits_but_keeps_them_digits(mnist):
+def test_affine_augmentation_varies_digits_mildly(mnist):
     import tensorflow as tf
 
-    from mnist_core.training.fit import augmenter
+    from mnist_core.training.fit import affine
 
     x = normalize(flatten(mnist.x_valid[:256]))
-    out = augmenter(seed=1)(tf.constant(x)).numpy()
+    out = affine(seed=1)(tf.constant(x)).numpy()
     assert out.shape == x.shape and out.dtype == np.float32
-    assert out.min() >= 0.0 and out.max() <= 1.0
+    assert out.min() >= 0.0 and out.max() <= 1.0 + 1e-6
     changed = np.abs(out - x).sum(axis=1) > 1.0
-    assert changed.mean() > 0.9  # almost every image moved, turned, scaled or changed stroke
+    assert changed.mean() > 0.9  # almost every image turned, scaled, slanted or moved
     ink_ratio = out.sum(axis=1) / x.sum(axis=1)
-    assert 0.4 < np.median(ink_ratio) < 2.0  # still a digit's worth of ink, not blank or solid
+    assert 0.7 < np.median(ink_ratio) < 1.3  # mild: about the same amount of ink
+    # ... and still close to where it was: the centre of mass moves about a pixel, not more.
+    rows = np.arange(28)[:, None]
+    def row_centre(images):
+        images = images.reshape(-1, 28, 28)
+        return (images * rows).sum(axis=(1, 2)) / images.sum(axis=(1, 2))
+    assert np.median(np.abs(row_centre(out) - row_centre(x))) < 1.5
+
+
+@pytest.mark.unit
+def test_pen_strokes_redraw_half_the_batch_along_each_digit_s_skeleton(mnist):
+    import tensorflow as tf
+
+    from mnist_core.training.fit import pen_strokes, skeletons
+
+    x = normalize(flatten(mnist.x_valid[:512]))
+    skeleton = skeletons(x)
+    assert set(np.unique(skeleton)) == {0.0, 1.0}
+    ink = x >= 0.5
+    assert (skeleton[~ink] == 0).all()  # the centre line lies on the ink...
+    assert np.median(skeleton.sum(axis=1) / ink.sum(axis=1)) < 0.6  # ... and is thinner
+    out = pen_strokes(seed=3)(tf.constant(x), tf.constant(skeleton)).numpy()
+    redrawn = ~np.isclose(out, x).all(axis=1)
+    assert 0.4 < redrawn.mean() < 0.6  # about half of the batch
+    # A redrawn digit covers its skeleton and stays within one pen width of it.
+    assert (out[redrawn][skeleton[redrawn] == 1] > 0.99).all()
+    assert set(np.unique(out[~redrawn])) <= set(np.unique(x))
+
 
 PNG = b"\x89PNG\r\n\x1a\nfake-but-opaque-bytes"
 

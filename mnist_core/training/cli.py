@@ -44,9 +44,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     bounded("seed", int, "random seed")
     parser.add_argument("--precision", choices=PRECISIONS, default=defaults.precision)
     parser.add_argument("--augment", action="store_true",
-                        help="random shifts, rotations, scale and stroke width in every batch")
+                        help="a mild random rotation, scale, slant and shift of every image")
+    parser.add_argument("--pen-strokes", action="store_true",
+                        help="redraw half of each batch with a pen along each digit's skeleton")
     parser.add_argument("--notebook", action="store_true",
                         help="the notebook's own settings: batch 32, RMSprop 0.001, float32")
+    parser.add_argument("--drawing", action="store_true",
+                        help="the model for drawing (Draw's 'Train the default model'): "
+                             "8 epochs, --augment and --pen-strokes")
     parser.add_argument("--models-dir", default=None,
                         help="where to save the run (default: MNIST_MODELS_DIR or models/)")
     parser.add_argument("--stop", action="store_true",
@@ -55,7 +60,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    values = {k: v for k, v in vars(args).items() if k not in ("notebook", "models_dir", "stop")}
+    values = {k: v for k, v in vars(args).items()
+              if k not in ("notebook", "drawing", "models_dir", "stop")}
+    if args.drawing:
+        drawing = TrainConfig.for_drawing().to_dict()
+        values.update({k: drawing[k] for k in ("epochs", "augment", "pen_strokes")})
     if args.notebook:
         notebook = TrainConfig.notebook().to_dict()
         values.update({k: notebook[k] for k in
