@@ -13,6 +13,23 @@ import onnxruntime as ort
 
 from mnist_core.data import NUM_PIXELS
 
+# The model is unsure when its top probability is below UNSURE_BELOW, or the runner-up comes
+# within CLOSE_MARGIN of it.
+UNSURE_BELOW = 0.6
+CLOSE_MARGIN = 0.25
+
+
+def doubt(probabilities: np.ndarray) -> tuple[int, float] | None:
+    """(runner-up digit, its probability) when the model is unsure of its answer, else None.
+
+    probabilities: (10,) for one image.
+    """
+    first, second = np.argsort(probabilities)[::-1][:2]
+    top, runner_up = float(probabilities[first]), float(probabilities[second])
+    if top < UNSURE_BELOW or top - runner_up < CLOSE_MARGIN:
+        return int(second), runner_up
+    return None
+
 
 class ModelLoadError(RuntimeError):
     """The model file cannot be used; the message says which file and why."""

@@ -10,6 +10,7 @@ from mnist_core import plots
 from mnist_core.config import TrainConfig
 from mnist_core.data import flatten, normalize
 from mnist_core.drawings import DrawingStoreError, collection_enabled
+from mnist_core.inference import doubt
 from mnist_core.preprocess import (
     NOTHING_DRAWN,
     EmptyDrawing,
@@ -51,6 +52,11 @@ if run is None:
 
 classifier = ui.classifier_or_error(run)
 st.caption(f"Model: {run.label()} · change it on the Train page")
+better = ui.better_for_drawing(run)
+if better is not None:
+    st.info(f"Run `{better.run_id}` was trained for drawings (pen strokes and augmentation): it "
+            "recognises drawn digits better than this one. The teacher can choose it on the "
+            "Train page.")
 
 st.session_state.setdefault("draw_stroke_width", 20)
 st.session_state.setdefault("draw_show_naive", False)
@@ -165,6 +171,10 @@ def drawing_panel() -> None:
     with right:
         st.metric("Prediction", digit, help="the digit with the highest probability")
         st.caption(f"confidence {probabilities[digit]:.1%}")
+        unsure = doubt(probabilities)
+        if unsure is not None:
+            st.warning(f"**Not sure.** It could also be a **{unsure[0]}** ({unsure[1]:.0%}). "
+                       "Try drawing it larger or more like a printed digit.")
         st.markdown(plots.probabilities_html(probabilities), unsafe_allow_html=True)
         if collection_enabled():
             label_panel(steps, probabilities, digit)

@@ -113,6 +113,14 @@ def current_run() -> Run | None:
     return store().current(scan())
 
 
+def better_for_drawing(run: Run) -> Run | None:
+    """The newest saved run trained for drawings (pen strokes), when `run` was not."""
+    if run.config.pen_strokes:
+        return None
+    return next((r for r in scan().usable if r.config.pen_strokes and r.status == "finished"),
+                None)
+
+
 @st.cache_resource(max_entries=8, show_spinner="Loading the model...")
 def _classifier(onnx_path: str, modified: float) -> Classifier:
     return Classifier(onnx_path)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mnist_core.data import flatten, normalize
-from mnist_core.inference import Classifier
+from mnist_core.inference import Classifier, doubt
 from mnist_core.preprocess import mnist_steps, naive_downscale
 from tests.test_preprocess import canvas_from_digit
 
@@ -31,3 +31,15 @@ def test_mnist_steps_recover_small_off_centre_digits(trained_run, mnist):
     naive_accuracy = (classifier.predict_proba(np.array(naive)).argmax(1) == labels).mean()
     assert stepped_accuracy > 0.9
     assert naive_accuracy < 0.5
+
+
+def test_the_model_is_unsure_far_more_often_when_it_is_wrong(trained_run, mnist):
+    """Doubt is worth showing: it marks the mistakes, not the right answers."""
+    probabilities = Classifier(trained_run.onnx_path).predict_proba(
+        normalize(flatten(mnist.x_valid)))
+    wrong = probabilities.argmax(axis=1) != mnist.y_valid
+    unsure = np.array([doubt(p) is not None for p in probabilities])
+    assert unsure[wrong].mean() > 10 * unsure[~wrong].mean()
+    # When unsure and wrong, the runner-up it names is most often the right digit.
+    named = np.array([doubt(p)[0] if u else -1 for p, u in zip(probabilities, unsure, strict=True)])
+    assert (named[wrong & unsure] == mnist.y_valid[wrong & unsure]).mean() > 0.5

@@ -176,3 +176,25 @@ def test_class_drawings_empty_off_and_corrupt(with_trained_model, tmp_path, monk
     monkeypatch.setenv("MNIST_DRAWINGS_DB", str(tmp_path / "bad.db"))
     app = run_page("pages/4_Class_drawings.py")
     assert "bad.db: the drawings database is corrupt" in app.error[0].value
+
+
+def test_draw_names_a_run_trained_for_drawings_when_it_uses_another(with_trained_model,
+                                                                    trained_run):
+    import json
+
+    from mnist_core.runs import folder
+    from mnist_core.runs.store import ModelStore
+
+    drawing = with_trained_model / "20990101-000000-dddd"
+    shutil.copytree(with_trained_model / trained_run.run_id, drawing)
+    for name in (folder.CONFIG, folder.RECORD):
+        values = json.loads((drawing / name).read_text())
+        config = values if name == folder.CONFIG else values["config"]
+        config.update(pen_strokes=True, augment=True)
+        (drawing / name).write_text(json.dumps(values))
+    ModelStore(with_trained_model).choose(trained_run.run_id)
+    app = run_page("pages/3_Draw.py")
+    assert any("Run `20990101-000000-dddd` was trained for drawings" in i.value for i in app.info)
+    ModelStore(with_trained_model).choose(drawing.name)
+    app = run_page("pages/3_Draw.py")
+    assert not any("trained for drawings" in i.value for i in app.info)
