@@ -189,5 +189,19 @@ def prediction(page):
     return page.locator('[data-testid="stMetric"]', has_text="Prediction")
 
 
+def final_prediction(page, expected: str, timeout: float = 60) -> str:
+    """The Prediction once it shows `expected`, or the last one shown when the deadline
+    passes. A digit of several strokes may be sent stroke by stroke (the canvas sends 0.2 s
+    after a mouse-up), so an earlier Prediction can be of the first stroke alone."""
+    value = prediction(page).locator('[data-testid="stMetricValue"]')
+    value.wait_for(timeout=timeout * 1000)
+    deadline = time.monotonic() + timeout
+    shown = value.inner_text().strip()
+    while shown != expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+        shown = value.inner_text().strip() if value.count() else shown
+    return shown
+
+
 def clear_canvas(page) -> None:
     page.get_by_role("button", name="Reset canvas & history").click()

@@ -83,9 +83,7 @@ def test_three_browsers_draw_while_a_training_runs(server, browser):
         for n, page in enumerate(pages):
             digit = DIGITS[(n + round_) % len(DIGITS)]
             e2e.draw(page, digit)
-            value = e2e.prediction(page).locator('[data-testid="stMetricValue"]')
-            value.wait_for(timeout=60000)
-            assert value.inner_text().strip() == str(digit)
+            assert e2e.final_prediction(page, str(digit)) == str(digit)
             e2e.clear_canvas(page)
             e2e.prediction(page).wait_for(state="detached", timeout=60000)
     for page in [teacher, *pages]:
