@@ -15,8 +15,8 @@ from mnist_core.data import NUM_PIXELS
 
 # The model is unsure when its top probability is below UNSURE_BELOW, or the runner-up comes
 # within CLOSE_MARGIN of it.
-UNSURE_BELOW = 0.6
-CLOSE_MARGIN = 0.25
+UNSURE_BELOW = 0.75
+CLOSE_MARGIN = 0.4
 
 
 def doubt(probabilities: np.ndarray) -> tuple[int, float] | None:

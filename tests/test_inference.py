@@ -19,9 +19,11 @@ def probabilities(**by_digit: float) -> np.ndarray:
 
 @pytest.mark.parametrize("p, expected", [
     (probabilities(d7=0.97, d1=0.03), None),  # sure
-    (probabilities(d7=0.70, d1=0.30), None),  # sure enough, the runner-up far behind
-    (probabilities(d7=0.55, d1=0.05, d2=0.40), (2, 0.40)),  # top probability low
-    (probabilities(d4=0.62, d9=0.38), (9, 0.38)),  # runner-up close
+    (probabilities(d7=0.80, d1=0.20), None),  # sure enough, the runner-up far behind
+    (probabilities(d7=0.70, d1=0.05, d2=0.25), (2, 0.25)),  # top probability low
+    (probabilities(d4=0.64, d9=0.32, d8=0.04), (9, 0.32)),  # a 4 that could be a 9
+    (probabilities(d3=0.78, d5=0.22), None),
+    (probabilities(d3=0.77, d5=0.03, d8=0.20), None),
     (np.full(10, 0.1), "any"),  # all equal: unsure, whichever comes second
 ])
 def test_doubt_names_the_runner_up_when_unsure(p, expected):
