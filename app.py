@@ -39,8 +39,9 @@ with col_model:
     else:
         finished = datetime.datetime.fromtimestamp(run.record.finished)
         st.metric("Validation accuracy", f"{run.val_accuracy:.2%}")
+        epochs = run.record.epochs_completed
         st.markdown(
-            f"`{run.config.model}`, {run.record.epochs_completed} epochs, "
+            f"`{run.config.model}`, {epochs} epoch{'' if epochs == 1 else 's'}, "
             f"batch {run.config.batch_size}  \ntrained {finished:%Y-%m-%d %H:%M} "
             f"on {run.record.device}  \nrun `{run.run_id}`"
         )
@@ -63,11 +64,11 @@ if snap.active:
 st.divider()
 st.subheader("Pages")
 PAGES = [
-    ("pages/1_Explore.py", "**Explore** the dataset", ":material/search:",
+    ("pages/1_Explore.py", "**Explore** the data", ":material/search:",
      "Shapes, pixel values, 40-sample grids, the notebook's preparation steps."),
-    ("pages/2_Train.py", "**Train** a model, live", ":material/monitoring:",
+    ("pages/2_Train.py", "**Train** it live", ":material/monitoring:",
      "The notebook's network (or a CNN), live loss and accuracy, mistakes, history."),
-    ("pages/3_Draw.py", "**Draw** a digit and classify it", ":material/edit:",
+    ("pages/3_Draw.py", "**Draw** a digit", ":material/edit:",
      "Your drawing, turned into an MNIST image step by step, and the prediction."),
     ("pages/4_Class_drawings.py", "**Class drawings**", ":material/groups:",
      "Accuracy on what the class drew, next to MNIST; fine-tune on the drawings."),
