@@ -26,20 +26,16 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.drawn_digits import accuracy, drawn_set, inputs, naive_input, steps_input
-from mnist_core.data import categorize, flatten, normalize, read_mnist
+from mnist_core.data import IMAGE_SIZE, NUM_PIXELS, categorize, flatten, normalize, read_mnist
 from mnist_core.devices import cpu_has_bf16
 from mnist_core.inference import Classifier
-from mnist_core.models import Layer
+from mnist_core.models import Layer, layers_of
 from mnist_core.skeleton import thin
 
-IMAGE = 28
-PIXELS = IMAGE * IMAGE
+IMAGE = IMAGE_SIZE
+PIXELS = NUM_PIXELS
 
-MLP = [
-    Layer("Dense", {"units": 512, "activation": "relu"}),
-    Layer("Dense", {"units": 512, "activation": "relu"}),
-    Layer("Dense", {"units": 10, "activation": "softmax"}),
-]
+MLP = layers_of("seed_mlp")  # the notebook's network, as the app trains it
 # Small convnets using only the layer kinds and arguments mnist_core.models can summarise.
 CNN_SMALL = [
     Layer("Reshape", {"target_shape": (IMAGE, IMAGE, 1)}),
@@ -52,16 +48,7 @@ CNN_SMALL = [
     Layer("Dense", {"units": 10, "activation": "softmax"}),
 ]
 # The app's "cnn" (Keras's MNIST convnet), for the ceiling: too slow for a 20 s fit here.
-KERAS_CNN = [
-    Layer("Reshape", {"target_shape": (IMAGE, IMAGE, 1)}),
-    Layer("Conv2D", {"filters": 32, "kernel_size": (3, 3), "activation": "relu"}),
-    Layer("MaxPooling2D", {"pool_size": (2, 2)}),
-    Layer("Conv2D", {"filters": 64, "kernel_size": (3, 3), "activation": "relu"}),
-    Layer("MaxPooling2D", {"pool_size": (2, 2)}),
-    Layer("Flatten"),
-    Layer("Dropout", {"rate": 0.5}),
-    Layer("Dense", {"units": 10, "activation": "softmax"}),
-]
+KERAS_CNN = layers_of("cnn")
 LENET = [
     Layer("Reshape", {"target_shape": (IMAGE, IMAGE, 1)}),
     Layer("Conv2D", {"filters": 8, "kernel_size": (5, 5), "activation": "relu"}),
