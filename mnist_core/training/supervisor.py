@@ -110,8 +110,10 @@ class Trainer:
         info = self.lease.current()
         if info is None:
             return False
-        for run_dir in (self.root / info.run_id, self.root / f".{info.run_id}"):
-            try:  # the worker renames its folder right after taking the lease
+        # The worker renames its folder from hidden to visible right after taking the lease,
+        # never back: trying the hidden name first cannot miss it.
+        for run_dir in (self.root / f".{info.run_id}", self.root / info.run_id):
+            try:
                 (run_dir / folder.STOP).touch()
                 break
             except FileNotFoundError:
