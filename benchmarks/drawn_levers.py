@@ -139,35 +139,10 @@ def distort(tf, seed: int, elastic: float = 0.0, grid: int = 3, rotate: float = 
 def affine(tf, seed: int, rotate: float = 0.0, scale: float = 0.0, shear: float = 0.0,
            shift: float = 0.0, squeeze: float = 0.0):
     """`distort` without the elastic field, in TensorFlow's own bilinear transform kernel
-    (the one Keras's Random* layers use): several times cheaper than gathering pixels."""
-    centre = (IMAGE - 1) / 2
-    seeds = iter(range(seed, seed + 100))
+    (the one Keras's Random* layers use): the worker's own `affine`, with these limits."""
+    from mnist_core.training import fit
 
-    def uniform(batch, limit):
-        if not limit:
-            return tf.zeros((batch,))
-        return tf.random.uniform((batch,), -limit, limit, seed=next(seeds))
-
-    def augment(x):
-        batch = tf.shape(x)[0]
-        angle, zoom = uniform(batch, rotate), 1.0 + uniform(batch, scale)
-        aspect, slant = 1.0 + uniform(batch, squeeze), uniform(batch, shear)
-        cos, sin = tf.cos(angle), tf.sin(angle)
-        # Output (x, y) reads input (a0 x + a1 y + a2, b0 x + b1 y + b2): the same inverse
-        # map as `distort`, written for x = column, y = row, about the centre.
-        a0, a1 = cos / (zoom / aspect), sin / (zoom / aspect) + slant
-        b0, b1 = -sin / (zoom * aspect), cos / (zoom * aspect)
-        a2 = centre + uniform(batch, shift) - (a0 + a1) * centre
-        b2 = centre + uniform(batch, shift) - (b0 + b1) * centre
-        zeros = tf.zeros_like(a0)
-        transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
-        images = tf.raw_ops.ImageProjectiveTransformV3(
-            images=tf.reshape(x, (-1, IMAGE, IMAGE, 1)), transforms=transforms,
-            output_shape=[IMAGE, IMAGE], interpolation="BILINEAR", fill_mode="CONSTANT",
-            fill_value=0.0)
-        return tf.reshape(images, (-1, PIXELS))
-
-    return augment
+    return fit.affine(seed, (rotate, scale, squeeze, shear, shift))
 
 
 def keras_affine(tf, seed: int, thickness: bool = True):
@@ -230,23 +205,10 @@ def pen_redraw(tf, seed: int, fraction: float, widths: tuple[float, float] = (1.
 
 def pen_redraw_fast(tf, seed: int, fraction: float, widths: tuple[float, float] = (1.0, 3.0)):
     """`pen_redraw` with square pens from max pooling (1, 2, 3, 4 px wide), blended for the
-    widths in between: cheap kernels instead of a grayscale dilation."""
-    def redraw(x, skeleton):
-        batch = tf.shape(x)[0]
-        s = tf.reshape(skeleton, (-1, IMAGE, IMAGE, 1))
-        pens = tf.stack([s] + [tf.nn.max_pool2d(s, k, 1, "SAME") for k in (2, 3, 4)], axis=0)
-        width = tf.random.uniform((batch,), widths[0], widths[1], seed=seed)
-        low = tf.cast(tf.floor(width), tf.int32) - 1  # index of the pen just thinner
-        high = tf.minimum(low + 1, 3)
-        blend = tf.reshape(width - tf.floor(width), (-1, 1, 1, 1))
-        rows = tf.range(batch)
-        thin = tf.gather_nd(pens, tf.stack([low, rows], axis=1))
-        thick = tf.gather_nd(pens, tf.stack([high, rows], axis=1))
-        drawn = tf.reshape((1 - blend) * thin + blend * thick, (-1, PIXELS))
-        use = tf.random.uniform((batch, 1), seed=seed + 1) < fraction
-        return tf.where(use, drawn, x)
+    widths in between: the worker's own `pen_strokes`."""
+    from mnist_core.training import fit
 
-    return redraw
+    return fit.pen_strokes(seed, fraction, widths)
 
 
 AUGMENTATIONS: dict[str, Callable] = {

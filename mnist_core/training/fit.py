@@ -183,15 +183,16 @@ def skeletons(x: np.ndarray) -> np.ndarray:
     return flatten(thin(x.reshape(-1, IMAGE_SIZE, IMAGE_SIZE) >= 0.5)).astype(np.float32)
 
 
-def pen_strokes(seed: int):
-    """Redraw PEN_SHARE of each batch with a square pen 1-4 px wide along each digit's
+def pen_strokes(seed: int, share: float = PEN_SHARE,
+                widths: tuple[float, float] = PEN_WIDTHS):
+    """Redraw `share` of each batch with a square pen 1-4 px wide along each digit's
     skeleton: the constant-width strokes of a mouse, which MNIST's pens on paper are not.
     fn(x, skeleton) -> x, both (B, 784) float32."""
     def redraw(x, skeleton):
         batch = tf.shape(x)[0]
         s = tf.reshape(skeleton, (-1, IMAGE_SIZE, IMAGE_SIZE, 1))
         pens = tf.stack([s] + [tf.nn.max_pool2d(s, k, 1, "SAME") for k in (2, 3, 4)], axis=0)
-        width = tf.random.uniform((batch,), PEN_WIDTHS[0], PEN_WIDTHS[1], seed=seed)
+        width = tf.random.uniform((batch,), widths[0], widths[1], seed=seed)
         low = tf.cast(tf.floor(width), tf.int32) - 1
         high = tf.minimum(low + 1, 3)
         blend = tf.reshape(width - tf.floor(width), (-1, 1, 1, 1))
@@ -199,21 +200,21 @@ def pen_strokes(seed: int):
         thinner = tf.gather_nd(pens, tf.stack([low, rows], axis=1))
         thicker = tf.gather_nd(pens, tf.stack([high, rows], axis=1))
         drawn = tf.reshape((1 - blend) * thinner + blend * thicker, (-1, NUM_PIXELS))
-        use = tf.random.uniform((batch, 1), seed=seed + 1) < PEN_SHARE
+        use = tf.random.uniform((batch, 1), seed=seed + 1) < share
         return tf.where(use, drawn, x)
 
     return redraw
 
 
-def affine(seed: int):
+def affine(seed: int, limits: tuple[float, float, float, float, float] = AFFINE):
     """A mild random affine transform of each image of a (B, 784) batch: rotation, scale,
-    squeeze, slant and shift (AFFINE), in one bilinear resampling.
+    squeeze, slant and shift (`limits`, as AFFINE), in one bilinear resampling.
 
     Mild on purpose: the Draw page's MNIST steps already normalise size and position, and
     larger shifts and zooms cost MNIST accuracy without helping drawings (RESULTS.md).
     """
     centre = (IMAGE_SIZE - 1) / 2
-    rotate, scale, squeeze, shear, shift = AFFINE
+    rotate, scale, squeeze, shear, shift = limits
 
     def uniform(batch, limit, offset):
         return tf.random.uniform((batch,), -limit, limit, seed=seed + offset)
