@@ -1,13 +1,14 @@
-"""Home: what the app is, and what the server has right now (data, model, device, training)."""
+"""Home: what the app is, what the server has right now (data, model, device, training), and
+for the teacher, where students join."""
 
 import datetime
 
 import streamlit as st
 
 from mnist_core.devices import training_device
-from serving import ui
+from serving import classroom_ui, roles, ui
 
-ui.page_setup("Home", ":material/draw:")
+ui.page_setup("Home", ":material/home:")
 
 st.title("MNIST classroom")
 st.markdown(
@@ -15,6 +16,9 @@ st.markdown(
     "of MNIST, train the workshop notebook's neural network live and watch it learn, then "
     "draw your own digits and see what it thinks they are."
 )
+
+if roles.is_teacher():
+    classroom_ui.join_panel()
 
 data = ui.dataset()
 scan = ui.scan()
@@ -63,6 +67,7 @@ if snap.active:
 
 st.divider()
 st.subheader("Pages")
+
 PAGES = [
     ("pages/1_Explore.py", "**Explore** the data", ":material/search:",
      "Shapes, pixel values, 40-sample grids, the notebook's preparation steps."),

@@ -13,6 +13,10 @@ OPTIMIZERS = ("adam", "rmsprop", "sgd")
 # "auto": bfloat16 mixed precision on CPUs with native bfloat16 (about 1.5x faster here),
 # float32 elsewhere. Models are always saved and served in float32.
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+# Who started a run. It decides whether the run becomes the Draw model by itself when it
+# finishes (the Train page's live demo, Draw's "Train the default model") or only when the
+# teacher chooses it (the CLI, a fine-tune): see mnist_core.runs.store.
+ORIGINS = ("train_page", "draw_page", "cli", "fine_tune")
 
 # field -> (min, max); the UI's widgets use exactly these.
 BOUNDS = {
@@ -47,6 +51,9 @@ class TrainConfig:
     augment: bool = False  # a mild random rotation, scale, squeeze, slant and shift per image
     pen_strokes: bool = False  # half of each batch redrawn with a pen along the digit's skeleton
     fine_tune_from: str | None = None  # a run id: start from its weights, add the class's drawings
+    # One of ORIGINS. A config.json written before origins existed reads as "cli"; a config
+    # with fine_tune_from is always a "fine_tune", whoever started it.
+    origin: str = "cli"
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -75,21 +82,27 @@ class TrainConfig:
             raise ValueError(f"fine_tune_from must be a run id, got {self.fine_tune_from!r}")
         for name in ("lr_schedule", "validation", "augment", "pen_strokes"):
             object.__setattr__(self, name, bool(getattr(self, name)))
+        if self.origin not in ORIGINS:
+            raise ValueError(f"origin must be one of {', '.join(ORIGINS)}, got {self.origin!r}")
+        if self.fine_tune_from is not None:
+            object.__setattr__(self, "origin", "fine_tune")
+        elif self.origin == "fine_tune":
+            raise ValueError("origin fine_tune needs fine_tune_from (the run it starts from)")
 
     @classmethod
-    def notebook(cls) -> TrainConfig:
+    def notebook(cls, origin: str = "cli") -> TrainConfig:
         """The notebook's own settings: batch 32 (Keras default), RMSprop at 0.001, no schedule."""
         return cls(
             batch_size=32, optimizer="rmsprop", learning_rate=0.001, lr_schedule=False,
-            precision="float32",
+            precision="float32", origin=origin,
         )
 
     @classmethod
-    def for_drawing(cls) -> TrainConfig:
+    def for_drawing(cls, origin: str = "cli") -> TrainConfig:
         """The model for drawing (Draw's "Train the default model"): the notebook's network
         trained on digits that vary as drawings do. Measured in benchmarks/RESULTS.md
         ("Drawn digits"): 97.0% of drawn digits against 95.2% for the default, ~16 s here."""
-        return cls(epochs=8, augment=True, pen_strokes=True)
+        return cls(epochs=8, augment=True, pen_strokes=True, origin=origin)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -12,9 +12,9 @@ The notebook's three preparation steps are `flatten`, `normalize` and `categoriz
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import logging
+import math
 import os
 import zipfile
 import zlib
@@ -42,6 +42,12 @@ SPLITS = {
     "valid": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+NPY_MAGIC = b"\x93NUMPY"
+
+# Bounds on what a source may make the app load, whatever its headers claim: ~14x MNIST's
+# 70000 images (EMNIST's largest split fits), 784 MB of pixels per file at most.
+MAX_IMAGES = 1_000_000
+MAX_CHECKSUMS_BYTES = 64 * 1024
 
 
 class DatasetError(Exception):
@@ -77,7 +83,8 @@ def candidate_sources(source: str | os.PathLike | None = None) -> list[Path]:
     if chosen is not None:
         # An explicit choice is the only place looked at: silently falling back to the
         # bundled copy would hide a teacher's typo.
-        return [Path(chosen).expanduser()]
+        # os.path leaves an unknown "~user" as it is (Path.expanduser raises): then "does not exist".
+        return [Path(os.path.expanduser(chosen))]
     return [BUNDLED_DIR, KERAS_CACHE]
 
 
@@ -90,20 +97,34 @@ def read_mnist(source: str | os.PathLike | None = None) -> Mnist:
     """
     tried = []
     for place in candidate_sources(source):
-        if place.is_file():
-            data = _read_npz(place)
-        elif place.is_dir() and _has_idx_files(place):
-            data = _read_idx_folder(place)
-        elif place.is_dir() and (place / "mnist.npz").is_file():
-            data = _read_npz(place / "mnist.npz")
-        else:
-            tried.append(str(place))
-            continue
+        try:
+            found = _locate(place)
+            if isinstance(found, str):
+                tried.append(f"{place} ({found})")
+                continue
+            data = _read_idx_folder(found) if found.is_dir() else _read_npz(found)
+        except OSError as exc:  # probing the path itself: no permission, name too long, I/O error
+            raise DatasetError(f"{place}: cannot be read ({exc.strerror or exc})") from None
         log.info("MNIST loaded from %s", data.source)
         return data
     raise DatasetError(
         "MNIST not found. Looked for IDX files or mnist.npz in: " + ", ".join(tried)
     )
+
+
+def _locate(place: Path) -> Path | str:
+    """What to read at `place`: itself (an .npz file or an IDX folder), its mnist.npz, or why not."""
+    if place.is_file():
+        return place
+    if not place.exists():
+        return "does not exist"
+    if not place.is_dir():
+        return "not a regular file or folder"
+    if _has_idx_files(place):
+        return place
+    if (place / "mnist.npz").is_file():
+        return place / "mnist.npz"
+    return "a folder without IDX files or mnist.npz"
 
 
 def _has_idx_files(folder: Path) -> bool:
@@ -139,8 +160,14 @@ def _read_checksums(folder: Path) -> dict[str, str]:
     sums_path = folder / CHECKSUMS_FILE
     if not sums_path.is_file():
         return {}
+    try:
+        if sums_path.stat().st_size > MAX_CHECKSUMS_BYTES:
+            raise DatasetError(f"{sums_path}: too large, over {MAX_CHECKSUMS_BYTES} bytes for checksums")
+        text = sums_path.read_bytes().decode("ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{sums_path}: cannot read as a checksums file ({exc})") from None
     sums = {}
-    for line in sums_path.read_text().splitlines():
+    for line in text.splitlines():
         parts = line.split()
         if len(parts) == 2:
             sums[parts[1].lstrip("*")] = parts[0].lower()
@@ -151,9 +178,16 @@ def read_idx(path: Path, magic: int, sha256: str | None = None) -> np.ndarray:
     """Parse one IDX file (raw or gzip) of unsigned bytes into an array of its header's shape.
 
     Checks the SHA-256 when given, the magic number, and that the header's dimensions
-    match the data's size exactly.
+    match the data's size exactly. Reads at most `MAX_IMAGES` images' worth of bytes.
     """
-    raw = path.read_bytes()
+    limit = 4 + 4 * (magic & 0xFF) + MAX_IMAGES * NUM_PIXELS
+    try:
+        size = path.stat().st_size
+        if size > limit + limit // 100:  # gzip adds well under 1% to incompressible data
+            raise DatasetError(f"{path}: too large, {size} bytes, more than {MAX_IMAGES} images")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     if sha256 is not None:
         actual = hashlib.sha256(raw).hexdigest()
         if actual != sha256:
@@ -161,10 +195,7 @@ def read_idx(path: Path, magic: int, sha256: str | None = None) -> np.ndarray:
                 f"{path}: checksum mismatch, expected SHA-256 {sha256}, got {actual}"
             )
     if path.suffix == ".gz":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DatasetError(f"{path}: not a valid gzip file ({exc})") from None
+        raw = _gunzip(path, raw, limit)
     if len(raw) < 4:
         raise DatasetError(f"{path}: truncated, only {len(raw)} bytes, no IDX header")
     found = int.from_bytes(raw[:4], "big")
@@ -177,7 +208,7 @@ def read_idx(path: Path, magic: int, sha256: str | None = None) -> np.ndarray:
     if len(raw) < header:
         raise DatasetError(f"{path}: truncated, header needs {header} bytes, got {len(raw)}")
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape))
+    expected = header + math.prod(shape)  # exact: four 32-bit dimensions can overflow int64
     if len(raw) != expected:
         fault = "truncated" if len(raw) < expected else "too long"
         raise DatasetError(
@@ -186,11 +217,46 @@ def read_idx(path: Path, magic: int, sha256: str | None = None) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
+def _gunzip(path: Path, raw: bytes, limit: int) -> bytes:
+    """The content of a gzip file (one or more members, zero padding allowed, as
+    `gzip.decompress`), refused past `limit` bytes before inflating any further."""
+    parts, total, rest = [], 0, raw
+    try:
+        while rest:
+            inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip header and trailer
+            part = inflater.decompress(rest, limit + 1 - total)
+            total += len(part)
+            if total > limit:
+                raise DatasetError(f"{path}: too large, over {limit} bytes decompressed")
+            if not inflater.eof:
+                raise DatasetError(
+                    f"{path}: not a valid gzip file (compressed data ends before the end-of-stream marker)"
+                )
+            parts.append(part)
+            rest = inflater.unused_data.lstrip(b"\x00")
+    except zlib.error as exc:
+        raise DatasetError(f"{path}: not a valid gzip file ({exc})") from None
+    if not parts:
+        raise DatasetError(f"{path}: not a valid gzip file (empty)")
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _check_shape(name: str, shape: tuple[int, ...], labels: bool) -> None:
+    """Refuse anything but (N, 28, 28) images or (N,) labels with 1 <= N <= MAX_IMAGES."""
+    if labels and len(shape) != 1:
+        raise DatasetError(f"{name}: labels have shape {tuple(shape)}, expected (N,)")
+    if not labels and (len(shape) != 3 or tuple(shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE)):
+        raise DatasetError(f"{name}: images have shape {tuple(shape)}, expected (N, 28, 28)")
+    what = "labels" if labels else "images"
+    if shape[0] < 1:
+        raise DatasetError(f"{name}: empty, no {what} (shape {tuple(shape)})")
+    if shape[0] > MAX_IMAGES:
+        raise DatasetError(f"{name}: {shape[0]} {what}, more than the {MAX_IMAGES} this app loads")
+
+
 def _check_pair(images: np.ndarray, labels: np.ndarray, images_name: str, labels_name: str):
-    if images.ndim != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
-        raise DatasetError(
-            f"{images_name}: images are {images.shape[1:]}, expected (28, 28)"
-        )
+    _check_shape(images_name, images.shape, labels=False)
+    _check_shape(labels_name, labels.shape, labels=True)
     if images.shape[0] != labels.shape[0]:
         raise DatasetError(
             f"{images_name} has {images.shape[0]} images but {labels_name} has "
@@ -205,26 +271,52 @@ def _check_pair(images: np.ndarray, labels: np.ndarray, images_name: str, labels
 
 
 def _read_npz(path: Path) -> Mnist:
+    """A Keras-format mnist.npz: each array's header is checked before its data is read."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [key for key in NPZ_KEYS if key not in npz.files]
+        with path.open("rb") as file:
+            if file.read(len(NPY_MAGIC)) == NPY_MAGIC:
+                raise DatasetError(
+                    f"{path}: a single .npy array, not a Keras mnist.npz holding {', '.join(NPZ_KEYS)}"
+                )
+        with zipfile.ZipFile(path) as archive:
+            members = {name.removesuffix(".npy"): name for name in archive.namelist()}
+            missing = [key for key in NPZ_KEYS if key not in members]
             if missing:
+                has = ", ".join(list(members)[:10]) + (", ..." if len(members) > 10 else "")
                 raise DatasetError(
                     f"{path}: not a Keras mnist.npz, missing arrays {', '.join(missing)} "
-                    f"(has {', '.join(npz.files) or 'none'})"
+                    f"(has {has or 'none'})"
                 )
-            x_train, y_train, x_valid, y_valid = (np.asarray(npz[key]) for key in NPZ_KEYS)
+            x_train, y_train, x_valid, y_valid = (
+                _read_npy_member(path, archive, members[key], key) for key in NPZ_KEYS
+            )
     except DatasetError:
         raise
-    except (OSError, ValueError, zlib.error, EOFError, zipfile.BadZipFile) as exc:
-        raise DatasetError(f"{path}: cannot read as .npz ({exc})") from None
-    for name, array in (("x_train", x_train), ("y_train", y_train),
-                        ("x_test", x_valid), ("y_test", y_valid)):
-        if array.dtype != np.uint8:
-            raise DatasetError(f"{path}: {name} has dtype {array.dtype}, expected uint8")
+    except Exception as exc:  # zipfile, zlib, bz2, lzma and numpy's header parser each raise their own
+        raise DatasetError(f"{path}: cannot read as .npz ({type(exc).__name__}: {exc})") from None
     _check_pair(x_train, y_train, f"{path}:x_train", f"{path}:y_train")
     _check_pair(x_valid, y_valid, f"{path}:x_test", f"{path}:y_test")
     return Mnist(x_train, y_train, x_valid, y_valid, source=str(path))
+
+
+def _read_npy_member(path: Path, archive: zipfile.ZipFile, member: str, key: str) -> np.ndarray:
+    """One array of an .npz, refused on its header's dtype or shape before its data is read."""
+    with archive.open(member) as file:
+        try:
+            version = np.lib.format.read_magic(file)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(file)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(file)
+            else:
+                raise ValueError(f"unsupported .npy format version {version}")
+        except ValueError as exc:
+            raise DatasetError(f"{path}: {key} is not a .npy array ({exc})") from None
+    if dtype != np.uint8:
+        raise DatasetError(f"{path}: {key} has dtype {dtype}, expected uint8")
+    _check_shape(f"{path}:{key}", shape, labels=key.startswith("y_"))
+    with archive.open(member) as file:
+        return np.lib.format.read_array(file, allow_pickle=False)
 
 
 def flatten(images: np.ndarray) -> np.ndarray:

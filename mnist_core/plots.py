@@ -113,6 +113,10 @@ def per_class_comparison_chart(series: dict[str, list[float]]) -> alt.Chart:
     ).properties(height=260)
 
 
+MAX_CHART_POINTS = 1000  # per series sent to each browser, whatever the run's length
+METRIC_COLORS = {"loss": "#e4572e", "accuracy": "#1f77b4"}
+
+
 def smooth(values, weight: float = SMOOTHING) -> list[float]:
     """Exponential moving average, as TensorBoard smooths noisy training curves."""
     out, last = [], None
@@ -122,42 +126,42 @@ def smooth(values, weight: float = SMOOTHING) -> list[float]:
     return out
 
 
-def batch_curves_chart(steps, loss, accuracy, steps_per_epoch: int) -> alt.Chart:
-    """Loss and accuracy per batch (smoothed), x in epochs, side by side."""
-    epochs = [step / steps_per_epoch for step in steps]
-    frame = pd.DataFrame({
-        "epoch": epochs * 2,
-        "value": smooth(loss) + smooth(accuracy),
-        "metric": ["loss"] * len(epochs) + ["accuracy"] * len(epochs),
-    })
-    return alt.Chart(frame).mark_line().encode(
+def downsample(x: list, y: list, max_points: int = MAX_CHART_POINTS) -> tuple[list, list]:
+    """At most `max_points` evenly spaced points of a series, always keeping the last: a
+    long run's chart costs every watching visitor the same bytes as a short one's."""
+    if len(x) <= max_points:
+        return list(x), list(y)
+    keep = np.unique(np.linspace(0, len(x) - 1, max_points).round().astype(int))
+    return [x[i] for i in keep], [y[i] for i in keep]
+
+
+def batch_curve_chart(steps, values, steps_per_epoch: int, metric: str) -> alt.Chart:
+    """One metric per batch (smoothed, at most MAX_CHART_POINTS points), x in epochs. It
+    fills its container's width: two side by side on a laptop, stacked on a phone."""
+    epochs, smoothed = downsample([step / steps_per_epoch for step in steps], smooth(values))
+    frame = pd.DataFrame({"epoch": epochs, metric: smoothed})
+    return alt.Chart(frame, title=metric).mark_line(
+        color=METRIC_COLORS.get(metric)).encode(
         x=alt.X("epoch:Q", title="epoch"),
-        y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
-        color=alt.Color("metric:N", legend=None),
-    ).properties(height=220, width=300).facet(
-        column=alt.Column("metric:N", title=None, sort=["loss", "accuracy"])
-    ).resolve_scale(y="independent")
+        y=alt.Y(f"{metric}:Q", title=None, scale=alt.Scale(zero=False)),
+    ).properties(height=220)
 
 
-def epoch_curves_chart(history: list[EpochEvent]) -> alt.Chart:
-    """Per-epoch train vs validation loss and accuracy."""
+def epoch_curve_chart(history: list[EpochEvent], metric: str) -> alt.Chart:
+    """One metric per epoch, training vs validation (as Keras' History has them)."""
     rows = []
     for event in history:
-        for metric in ("loss", "accuracy"):
-            for split, key in (("train", metric), ("validation", f"val_{metric}")):
-                value = getattr(event, key)
-                if value is not None:
-                    rows.append({"epoch": event.epoch + 1, "metric": metric,
-                                 "split": split, "value": value})
-    frame = pd.DataFrame(rows, columns=["epoch", "metric", "split", "value"])
-    return alt.Chart(frame).mark_line(point=True).encode(
+        for split, key in (("train", metric), ("validation", f"val_{metric}")):
+            value = getattr(event, key)
+            if value is not None:
+                rows.append({"epoch": event.epoch + 1, "split": split, "value": value})
+    frame = pd.DataFrame(rows, columns=["epoch", "split", "value"])
+    return alt.Chart(frame, title=metric).mark_line(point=True).encode(
         x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
         y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
-        color=alt.Color("split:N", title=None),
-        tooltip=["epoch", "split", "metric", alt.Tooltip("value:Q", format=".4f")],
-    ).properties(height=220, width=300).facet(
-        column=alt.Column("metric:N", title=None, sort=["loss", "accuracy"])
-    ).resolve_scale(y="independent")
+        color=alt.Color("split:N", title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=["epoch", "split", alt.Tooltip("value:Q", format=".4f")],
+    ).properties(height=220)
 
 
 def compare_runs_chart(runs: list[tuple[str, tuple[float, ...]]], metric: str) -> alt.Chart:

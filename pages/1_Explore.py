@@ -8,6 +8,7 @@ from mnist_core.data import categorize, flatten, normalize
 from serving import ui
 
 GRID_SIZE = 40
+IMAGE_CACHE_ENTRIES = 256  # pictures kept per kind (~64 KiB each): bounded, whatever is browsed
 
 ui.page_setup("Explore", ":material/search:")
 st.title("Explore the MNIST data")
@@ -15,19 +16,19 @@ data = ui.dataset()
 splits = {"x_train": (data.x_train, data.y_train), "x_valid": (data.x_valid, data.y_valid)}
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=IMAGE_CACHE_ENTRIES)
 def image_png(split: str, index: int) -> bytes:
     x, y = splits[split]
     label = "y_train" if split == "x_train" else "y_valid"
     return ui.png(plots.image_figure(x[index], f"{split}[{index}], {label}[{index}] = {y[index]}"))
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=IMAGE_CACHE_ENTRIES)
 def pixels_png(split: str, index: int) -> bytes:
     return ui.png(plots.pixel_values_figure(splits[split][0][index]), dpi=110)
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=IMAGE_CACHE_ENTRIES)
 def grid_png(split: str, indices: tuple[int, ...]) -> bytes:
     x, y = splits[split]
     return ui.png(plots.grid_figure(x[list(indices)], [str(y[i]) for i in indices]), dpi=90)
@@ -43,14 +44,34 @@ cells[3].metric("x_train.min()", int(data.x_train.min()))
 cells[4].metric("x_train.max()", int(data.x_train.max()))
 st.caption(f"Loaded from `{data.source}`.")
 
+
+
+def image_from_link() -> None:
+    """A shared link (`?split=x_valid&index=7`) opens at that image; bad values are ignored."""
+    params = st.query_params
+    split = params.get("split")
+    st.session_state.explore_split = split if split in splits else "x_train"
+    index = params.get("index", "0")
+    size = len(splits[st.session_state.explore_split][0])
+    st.session_state.explore_index = int(index) if index.isdigit() and int(index) < size else 0
+
+
+def image_to_link() -> None:
+    st.query_params.update(split=st.session_state.explore_split,
+                           index=str(st.session_state.explore_index))
+
+
 st.header("One image")
 pick = st.columns([1, 1, 2])
-st.session_state.setdefault("explore_split", "x_train")
-split = pick[0].radio("Split", list(splits), key="explore_split", horizontal=True)
+if "explore_split" not in st.session_state:
+    image_from_link()
+split = pick[0].radio("Split", list(splits), key="explore_split", horizontal=True,
+                      on_change=image_to_link)
 x, y = splits[split]
 label_name = "y_train" if split == "x_train" else "y_valid"
-index = pick[1].number_input("Index", min_value=0, max_value=len(x) - 1, value=0, step=1,
-                             key="explore_index")
+st.session_state.explore_index = min(st.session_state.explore_index, len(x) - 1)
+index = pick[1].number_input("Index", min_value=0, max_value=len(x) - 1, step=1,
+                             key="explore_index", on_change=image_to_link)
 image = x[index]
 left, right = st.columns([1, 2])
 with left:

@@ -4,12 +4,12 @@ import hashlib
 
 import numpy as np
 import streamlit as st
-from streamlit_drawable_canvas import st_canvas
 
 from mnist_core import plots
+from mnist_core.canvas_input import UnreadableDrawing
 from mnist_core.config import TrainConfig
 from mnist_core.data import flatten, normalize
-from mnist_core.drawings import DrawingStoreError, collection_enabled
+from mnist_core.drawings import DrawingStoreError
 from mnist_core.inference import doubt
 from mnist_core.preprocess import (
     NOTHING_DRAWN,
@@ -18,45 +18,76 @@ from mnist_core.preprocess import (
     naive_downscale,
     thumbnail_png,
 )
-from serving import ui
+from serving import roles, ui
+from serving.canvas import clear_button, digit_canvas
 
-CANVAS_SIZE = 280
+MY_DRAWINGS_KEPT = 100  # ids of this session's own drawings, for the Class drawings page
 DEFAULT_TRAINING_TIMEOUT = 600  # seconds this page waits; the training goes on after that
+# Thumb-sized label buttons on a phone (48 px is the usual minimum for a touch target).
+THUMB_CSS = """<style>
+.st-key-draw_label_choice button, .st-key-draw_confirm button, .st-key-draw_canvas_clear button
+  { min-height: 3rem; min-width: 3rem; font-size: 1.2rem; }
+</style>"""
 
 ui.page_setup("Draw", ":material/edit:")
 st.title("Draw a digit")
+teacher = roles.is_teacher()
 
-trainer = ui.trainer()
-run = ui.current_run()
-if run is None:
-    snap = trainer.snapshot()
-    st.warning("**There is no trained model yet**, so there is nothing to classify with.")
+
+@st.fragment(run_every=3.0)
+def wait_for_a_model() -> None:
+    """Students wait for the teacher's model; the page reloads itself when it is saved."""
+    snap = ui.trainer().snapshot()
+    if snap.active:
+        st.progress(snap.progress, text=f"The teacher is training a model ({snap.progress:.0%})...")
+    else:
+        st.caption("The teacher has not trained a model yet. This page will use it as soon as "
+                   "it is saved.")
+    ui.scan.clear()
+    if ui.current_run() is not None:
+        st.rerun()
+
+
+def train_the_default_model() -> None:
+    """The teacher, with no model yet: one button trains the model made for drawings."""
+    snap = ui.trainer().snapshot()
     if snap.active:
         st.progress(snap.progress, text=f"A training is running ({snap.progress:.0%})...")
         st.caption("This page will use the model as soon as it is saved.")
         st.button("Refresh")
+        return
+    st.markdown("Train the notebook's network for drawings now (8 epochs on digits varied "
+                "and redrawn with a pen, as people draw): about 20 seconds on this "
+                "server's CPU, a few seconds on a GPU.")
+    config = TrainConfig.for_drawing(origin="draw_page")
+    if st.button("Train the default model", type="primary") and ui.start_training(config):
+        with st.spinner("Training the default model..."):
+            snap = ui.trainer().wait(timeout=DEFAULT_TRAINING_TIMEOUT)
+        ui.scan.clear()
+        if snap.state == "finished":
+            st.rerun()
+        st.error(snap.error or snap.message or "The training did not finish yet: see the "
+                 "Train page.")
+
+
+choice = ui.draw_model()
+run = choice.run
+if run is None:
+    st.warning("**There is no trained model yet**, so there is nothing to classify with.")
+    if teacher:
+        train_the_default_model()
     else:
-        st.markdown("Train the notebook's network for drawings now (8 epochs on digits varied "
-                    "and redrawn with a pen, as people draw): about 20 seconds on this "
-                    "server's CPU, a few seconds on a GPU.")
-        if st.button("Train the default model", type="primary") and ui.start_training(
-                TrainConfig.for_drawing()):
-            with st.spinner("Training the default model..."):
-                snap = trainer.wait(timeout=DEFAULT_TRAINING_TIMEOUT)
-            ui.scan.clear()
-            if snap.state == "finished":
-                st.rerun()
-            st.error(snap.error or snap.message or "The training did not finish yet: see the "
-                     "Train page.")
+        wait_for_a_model()
     st.stop()
 
 classifier = ui.classifier_or_error(run)
-st.caption(f"Model: {run.label()} · change it on the Train page")
+st.caption(f"Model: {run.label()} · {choice.why}")
 better = ui.better_for_drawing(run)
 if better is not None:
+    who = "You can" if teacher else "The teacher can"
     st.info(f"Run `{better.run_id}` was trained for drawings (pen strokes and augmentation): it "
-            "recognises drawn digits better than this one. The teacher can choose it on the "
-            "Train page.")
+            f"recognises drawn digits better than this one. {who} choose it on the Train page.")
+st.html(THUMB_CSS)
 
 st.session_state.setdefault("draw_stroke_width", 20)
 st.session_state.setdefault("draw_show_naive", False)
@@ -104,13 +135,17 @@ def save_label(label: int, steps, probabilities, key: str) -> None:
     """Button callback: store the drawing the visitor just labelled."""
     st.session_state.draw_label_choice = None
     try:
-        ui.drawing_store().add(steps.centered, thumbnail_png(steps.grayscale), label,
-                           probabilities, run.run_id)
+        drawing_id = ui.drawing_store().add(steps.centered, thumbnail_png(steps.grayscale),
+                                            label, probabilities, run.run_id,
+                                            visitor=roles.peer())
     except DrawingStoreError as exc:
         st.session_state.draw_store_error = str(exc)
         return
     st.session_state.draw_store_error = None
     st.session_state.draw_saved = (key, label)
+    mine = st.session_state.setdefault("draw_my_ids", [])
+    mine.append(drawing_id)
+    del mine[:-MY_DRAWINGS_KEPT]
 
 
 def label_panel(steps, probabilities, digit: int) -> None:
@@ -118,7 +153,7 @@ def label_panel(steps, probabilities, digit: int) -> None:
     key = hashlib.sha1(steps.centered.tobytes()).hexdigest()
     saved = st.session_state.get("draw_saved")
     if st.session_state.get("draw_store_error"):
-        st.warning(f"Your label was not saved: {st.session_state.draw_store_error}. "
+        st.warning(f"Your label was not saved. {st.session_state.draw_store_error} "
                    "Drawing and predicting still work.")
     if saved and saved[0] == key:
         st.success(f"Saved as a {saved[1]}. Thank you! The class's drawings are on the "
@@ -139,23 +174,22 @@ def pick_label(steps, probabilities, key: str) -> None:
 @st.fragment
 def drawing_panel() -> None:
     """Canvas and prediction. A stroke reruns only this panel, not the whole page."""
+    # On a phone the columns stack: canvas, Clear, then the prediction right under them.
     left, right = st.columns([1, 1], gap="large")
     with left:
+        try:
+            drawing, unreadable = digit_canvas("draw_canvas",
+                                               st.session_state.draw_stroke_width), None
+        except UnreadableDrawing as exc:
+            drawing, unreadable = None, exc
+        clear_button("draw_canvas")
+    with st.container():  # below both columns, whatever happens next
         st.slider("Stroke width", 5, 40, key="draw_stroke_width")
-        canvas = st_canvas(
-            stroke_width=st.session_state.draw_stroke_width,
-            stroke_color="#FFFFFF",
-            background_color="#000000",
-            width=CANVAS_SIZE,
-            height=CANVAS_SIZE,
-            drawing_mode="freedraw",
-            return_image_data=True,
-            key="draw_canvas",
-        )
-        st.caption("White on black, like MNIST. Undo and clear are in the canvas toolbar.")
+        st.caption("White on black, like MNIST. Undo is in the canvas toolbar.")
         st.toggle("Compare with a naive downscale of the whole canvas", key="draw_show_naive")
-
-    drawing = canvas.image_data
+    if unreadable is not None:
+        right.error(str(unreadable))
+        return
     try:
         if drawing is None:
             raise EmptyDrawing(NOTHING_DRAWN)
@@ -176,7 +210,7 @@ def drawing_panel() -> None:
             st.warning(f"**Not sure.** It could also be a **{unsure[0]}** ({unsure[1]:.0%}). "
                        "Try drawing it larger or more like a printed digit.")
         st.markdown(plots.probabilities_html(probabilities), unsafe_allow_html=True)
-        if collection_enabled():
+        if ui.collecting():
             label_panel(steps, probabilities, digit)
     show_steps(steps)
     if st.session_state.draw_show_naive:

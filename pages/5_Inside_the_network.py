@@ -6,14 +6,15 @@ server never loads TensorFlow. Pictures for one input are computed once and shar
 
 import numpy as np
 import streamlit as st
-from streamlit_drawable_canvas import st_canvas
 
 from mnist_core import inside, inside_plots
+from mnist_core.canvas_input import UnreadableDrawing
 from mnist_core.data import normalize
 from mnist_core.preprocess import NOTHING_DRAWN, EmptyDrawing, mnist_steps
 from serving import inside_ui, ui
+from serving.canvas import clear_button, digit_canvas
 
-CANVAS_SIZE = 280
+INSIDE_STROKE_WIDTH = 20
 DRAW, LAST, MNIST = "Draw here", "My last drawing on Draw", "An MNIST image"
 SPLITS = ("x_valid", "x_train")
 ANY_DIGIT = "any"
@@ -145,15 +146,17 @@ def choose_input():
     """The picked input as (784,) float32 in [0, 1] and a few words on it, or (None, hint)."""
     source = st.radio("Look inside with", sources, key="inside_source", horizontal=True)
     if source == DRAW:
-        st.caption("One digit, as large as the square, white on black like MNIST. Undo and "
-                   "clear are in the canvas toolbar.")
-        canvas = st_canvas(stroke_width=20, stroke_color="#FFFFFF", background_color="#000000",
-                           width=CANVAS_SIZE, height=CANVAS_SIZE, drawing_mode="freedraw",
-                           return_image_data=True, key="inside_canvas")
+        st.caption("One digit, as large as the square, white on black like MNIST. Undo is in "
+                   "the canvas toolbar.")
         try:
-            if canvas.image_data is None:
+            drawing = digit_canvas("inside_canvas", INSIDE_STROKE_WIDTH)
+        except UnreadableDrawing as exc:
+            return None, str(exc)
+        clear_button("inside_canvas")
+        try:
+            if drawing is None:
                 raise EmptyDrawing(NOTHING_DRAWN)
-            return mnist_steps(canvas.image_data).x[0], "your drawing"
+            return mnist_steps(drawing).x[0], "your drawing"
         except EmptyDrawing as hint:
             return None, str(hint)
     if source == LAST:

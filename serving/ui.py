@@ -16,27 +16,56 @@ from matplotlib.figure import Figure
 
 from mnist_core.config import TrainConfig
 from mnist_core.data import BUNDLED_DIR, DatasetError, Mnist, read_mnist
-from mnist_core.drawings import DrawingStore, drawings_path
+from mnist_core.drawings import (
+    DrawingStore,
+    DrawingStoreError,
+    collection_enabled,
+    drawings_path,
+)
 from mnist_core.inference import Classifier, ModelLoadError
+from mnist_core.runs import folder
 from mnist_core.runs.folder import models_dir
 from mnist_core.runs.store import ModelStore, Run, Scan
 from mnist_core.training.supervisor import JobRefused, StartFailed, Trainer
+from serving import guard, roles
 from serving.nodelay import disable_nagle_on_servers
 
+# The sidebar's pages, in order: (file, label, icon). Streamlit's own list is hidden
+# (client.showSidebarNavigation) because it names the home page after its file, "app".
+PAGES = [
+    ("app.py", "Home", ":material/home:"),
+    ("pages/1_Explore.py", "Explore", ":material/search:"),
+    ("pages/2_Train.py", "Train", ":material/monitoring:"),
+    ("pages/3_Draw.py", "Draw", ":material/edit:"),
+    ("pages/4_Class_drawings.py", "Class drawings", ":material/groups:"),
+    ("pages/5_Inside_the_network.py", "Inside the network", ":material/neurology:"),
+]
+TEACHER_PAGES = [("pages/6_Join.py", "Join", ":material/qr_code_2:")]
 
-def page_setup(title: str, icon: str) -> None:
-    st.set_page_config(page_title=f"{title} · MNIST classroom", page_icon=icon, layout="wide")
+
+def page_setup(title: str, icon: str, sidebar: str = "auto") -> None:
+    """First thing on every page: its title, the server's setup, and the sidebar (the pages,
+    the Join page for the teacher, who you are and the teacher's sign-in)."""
+    st.set_page_config(page_title=f"{title} · MNIST classroom", page_icon=icon, layout="wide",
+                       initial_sidebar_state=sidebar)
     _server_setup()
+    with st.sidebar:
+        for path, label, page_icon in PAGES + (TEACHER_PAGES if roles.is_teacher() else []):
+            st.page_link(path, label=label, icon=page_icon)
+        st.divider()
+    roles.sidebar()
 
 
 @st.cache_resource
 def _server_setup() -> int:
     """Once per server: log lines of mnist_core (a recovered lease, a killed worker) go to
-    the server's log, and TCP_NODELAY goes on its sockets, or each run's output waits ~40 ms
-    for an ACK (see serving.nodelay)."""
+    the server's log; students' sessions can't send developer messages (serving.guard); and
+    TCP_NODELAY goes on its sockets, or each run's output waits ~40 ms for an ACK (see
+    serving.nodelay)."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    guard.install()
     return disable_nagle_on_servers()
 
 
@@ -89,8 +118,21 @@ def drawing_store() -> DrawingStore:
     return _drawing_store(str(drawings_path()))
 
 
+@st.cache_data(ttl=2.0, show_spinner=False)
+def collecting() -> bool:
+    """The teacher's switch for saving drawings (read at most every 2 s per server). When the
+    database can't be read, the labels stay offered: saving one says what is wrong."""
+    try:
+        return drawing_store().collecting()
+    except DrawingStoreError:
+        return collection_enabled()
+
+
 def start_training(config: TrainConfig, drawings_npz: bytes | None = None) -> bool:
-    """Start a training for the whole class; a refusal or failure is a message on the page."""
+    """Start a training for the whole class (the teacher only); a refusal or failure is a
+    message on the page."""
+    if not roles.teacher_only("start a training"):
+        return False
     try:
         started = trainer().start(config, drawings_npz)
     except (JobRefused, StartFailed) as exc:
@@ -113,11 +155,50 @@ def current_run() -> Run | None:
     return store().current(scan())
 
 
+def draw_model():
+    """The model Draw uses, and why (`ModelStore.current_choice`)."""
+    return store().current_choice(scan())
+
+
+def choose_model(run_id: str, pinned: bool) -> bool:
+    """The teacher makes `run_id` the Draw model (pinned: a new training does not replace
+    it)."""
+    if not roles.teacher_only("choose the model the Draw page uses"):
+        return False
+    try:
+        store().choose(run_id, pinned=pinned)
+    except ValueError as exc:
+        st.error(f"That model could not be chosen: {exc}")
+        return False
+    except OSError as exc:
+        st.error(folder.cannot_write(store().root, exc, "the Draw model cannot be changed"))
+        return False
+    scan.clear()
+    return True
+
+
+def delete_run(run_id: str) -> bool:
+    if not roles.teacher_only("delete runs"):
+        return False
+    try:
+        store().delete(run_id)
+    except ValueError as exc:
+        st.error(f"Run {run_id} could not be deleted: {exc}")
+        return False
+    except OSError as exc:
+        st.error(folder.cannot_write(store().root, exc, f"run {run_id} cannot be deleted"))
+        return False
+    scan.clear()
+    st.toast(f"Run {run_id} deleted")
+    return True
+
+
 def better_for_drawing(run: Run) -> Run | None:
     """The newest saved run trained for drawings (pen strokes), when `run` was not."""
     if run.config.pen_strokes:
         return None
-    return next((r for r in scan().usable if r.config.pen_strokes and r.status == "finished"),
+    return next((r for r in scan().usable
+                 if r.config.pen_strokes and r.status == "finished" and r.healthy),
                 None)
 
 
@@ -140,13 +221,15 @@ def classifier_or_error(run: Run) -> Classifier | None:
 
 
 def stop_training() -> None:
-    """Ask the training to stop, whoever started it; say so when none runs or it can't."""
+    """Ask the training to stop (the teacher only), whoever started it; say so when none
+    runs or it can't."""
+    if not roles.teacher_only("stop the training"):
+        return
     try:
         if not trainer().stop():
             st.info("No training is running.")
     except OSError as exc:
-        st.error(f"The stop request could not be written to the models folder "
-                 f"{trainer().root} ({exc.strerror or exc}).")
+        st.error(folder.cannot_write(trainer().root, exc, "the stop request cannot be written"))
 
 
 def png(fig: Figure, dpi: int = 100) -> bytes:

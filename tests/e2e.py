@@ -170,6 +170,24 @@ def draw(page, digit: int = 7) -> float:
     return time.perf_counter()
 
 
+def draw_by_touch(page, digit: int = 7, steps: int = 6) -> None:
+    """Draw on the canvas with touch events, as a finger on a phone does."""
+    box = page.locator("canvas.upper-canvas").bounding_box()
+    cdp = page.context.new_cdp_session(page)
+
+    def at(x, y):
+        return {"x": box["x"] + x * box["width"] / 280, "y": box["y"] + y * box["height"] / 280}
+
+    for stroke in DIGIT_STROKES[digit]:
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [at(*stroke[0])]})
+        for (x0, y0), (x1, y1) in zip(stroke[:-1], stroke[1:], strict=True):
+            for k in range(1, steps + 1):  # a finger moves smoothly, not in jumps
+                point = at(x0 + (x1 - x0) * k / steps, y0 + (y1 - y0) * k / steps)
+                cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    cdp.detach()
+
+
 def app_button(page, name: str):
     """A button of the app itself, not of Streamlit's toolbar (which shows "Stop" while a
     script runs)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import time
@@ -78,14 +79,22 @@ def test_junk_in_the_models_folder_is_listed_as_unreadable(models_with_a_run, tr
     (models / "shopping-list.txt").write_text("milk")
     monkeypatch.setenv("MNIST_MODELS_DIR", str(models))
     for page in ("app.py", "pages/2_Train.py"):
-        app = AppTest.from_file(str(REPO / page), default_timeout=60).run()
+        app = open_page(page)
         assert not app.exception
         warning = " ".join(w.value for w in app.warning)
         assert "`20990101-000000-aaaa`: unreadable: model.keras is corrupt" in warning
         assert "`20990101-000000-bbbb`: unreadable: record.json without its model.keras" in warning
         assert "shopping-list.txt" in warning
-    app = AppTest.from_file(str(REPO / "pages/2_Train.py"), default_timeout=60).run()
+    app = open_page("pages/2_Train.py")
     assert app.selectbox(key="train_result_run").options == [trained_run.label()]
+
+
+def open_page(page: str) -> AppTest:
+    """`page` of the app, run once, as a visitor following a link."""
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    if page != "app.py":
+        app.switch_page(page)
+    return app.run()
 
 
 @pytest.mark.apptest
@@ -96,7 +105,7 @@ def test_broken_mnist_data_is_a_message_with_the_fix(page, tmp_path, monkeypatch
     shutil.copytree(REPO / "data" / "mnist", broken)
     (broken / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b truncated")
     monkeypatch.setenv("MNIST_DATA", str(broken))
-    app = AppTest.from_file(str(REPO / page), default_timeout=60).run()
+    app = open_page(page)
     assert not app.exception
     assert "t10k-images-idx3-ubyte.gz: checksum mismatch" in app.error[0].value
     assert "MNIST_DATA" in app.info[0].value
@@ -142,3 +151,33 @@ def test_a_corrupt_drawings_database_does_not_stop_drawing(models_with_a_run, tm
         assert page.errors == []
     finally:
         server.stop()
+
+
+@pytest.mark.apptest
+@pytest.mark.parametrize("code, words", [(errno.EROFS, "is read-only"), (errno.ENOSPC, "is full")],
+                         ids=["read-only", "full"])
+def test_a_models_folder_that_refuses_writes_is_one_clear_message(code, words, models_with_a_run,
+                                                                   monkeypatch, fresh_server):
+    """CI runs as root, so permissions prove nothing: the fault is injected at the writes."""
+    models = models_with_a_run
+    monkeypatch.setenv("MNIST_MODELS_DIR", str(models))
+
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(folder, "prepare_run", refuse)
+    monkeypatch.setattr(folder, "atomic_write_json", refuse)
+    app = open_page("pages/2_Train.py")
+    next(b for b in app.button if b.label == "Start training").click().run()
+    assert not app.exception
+    message = " ".join(m.value for m in [*app.warning, *app.error])
+    assert f"The models folder {models} {words}" in message or (
+        f"the models folder {models} {words}" in message), message
+    assert "MNIST_MODELS_DIR" in message  # how to fix it
+    app.checkbox(key="train_draw_pin").check().run()  # pin the Draw model: a write
+    next(b for b in app.button if b.label == "Use this model on the Draw page").click().run()
+    assert not app.exception
+    assert any(words in e.value and "the Draw model cannot be changed" in e.value
+               for e in app.error)
+    draw = open_page("pages/3_Draw.py")  # the saved model still serves
+    assert not draw.exception and not draw.error

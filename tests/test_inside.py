@@ -677,24 +677,6 @@ def server(tmp_path_factory, tiny_runs):
     app.stop()
 
 
-def draw_by_touch(page, digit: int = 7, steps: int = 6) -> None:
-    """Draw on the canvas with touch events, as a finger on a phone does."""
-    box = page.locator("canvas.upper-canvas").bounding_box()
-    cdp = page.context.new_cdp_session(page)
-
-    def at(x, y):
-        return {"x": box["x"] + x * box["width"] / 280, "y": box["y"] + y * box["height"] / 280}
-
-    for stroke in e2e.DIGIT_STROKES[digit]:
-        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [at(*stroke[0])]})
-        for (x0, y0), (x1, y1) in zip(stroke[:-1], stroke[1:], strict=True):
-            for k in range(1, steps + 1):  # a finger moves smoothly, not in jumps
-                point = at(x0 + (x1 - x0) * k / steps, y0 + (y1 - y0) * k / steps)
-                cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
-        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
-    cdp.detach()
-
-
 def wait_for_prediction(page, timeout: float = 60) -> str:
     """The Prediction metric's value once the page shows one (polled, with a deadline)."""
     metric = page.locator('[data-testid="stMetric"]', has_text="Prediction")
@@ -752,7 +734,7 @@ def test_on_a_phone_a_finger_drawn_digit_and_nothing_wider_than_the_screen(serve
         e2e.open_page(page, f"{url}/Inside_the_network?run={ids['seed_mlp']}")
         wait_for_prediction(page)
         choose_drawing(page)
-        draw_by_touch(page, 1)
+        e2e.draw_by_touch(page, 1)
         page.get_by_text("your drawing").first.wait_for()
         wait_for_prediction(page)
         assert_sections_render(page)

@@ -18,11 +18,18 @@ REPO = Path(__file__).resolve().parent.parent
 PAGES = ["app.py", *(f"pages/{p.name}" for p in sorted((REPO / "pages").glob("*.py")))]
 
 
-def run_page(path: str) -> AppTest:
-    """Run the app's entry point, then switch to `path`, as a visitor following a link."""
+def open_app(path: str, query: dict | None = None) -> AppTest:
+    """The app at `path` (not run yet), as a visitor following a link."""
     app = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
     if path != "app.py":
         app.switch_page(path)
+    app.query_params.update(query or {})
+    return app
+
+
+def run_page(path: str) -> AppTest:
+    """Run the app's entry point, then switch to `path`, as a visitor following a link."""
+    app = open_app(path)
     app.run()
     assert not app.exception, [e.message for e in app.exception]
     return app
@@ -198,3 +205,125 @@ def test_draw_names_a_run_trained_for_drawings_when_it_uses_another(with_trained
     ModelStore(with_trained_model).choose(drawing.name)
     app = run_page("pages/3_Draw.py")
     assert not any("trained for drawings" in i.value for i in app.info)
+
+
+# Controls only the teacher has, per page (the browser tests check the same as a remote visitor).
+TEACHER_CONTROLS = {
+    "pages/2_Train.py": {"Start training", "Stop", "Use this model on the Draw page",
+                         "Delete this run"},
+    "pages/4_Class_drawings.py": {"Fine-tune", "Delete all drawings", "Prepare mnist.npz"},
+}
+
+
+def button_labels(app: AppTest) -> set[str]:
+    return {b.label for b in app.button}
+
+
+@pytest.fixture()
+def with_model_and_drawings(with_trained_model, trained_run):
+    from mnist_core.drawings import DrawingStore
+
+    store = DrawingStore(with_trained_model / "drawings.db")
+    for label in (1, 2, 3):
+        store.add(np.zeros((28, 28), np.uint8), b"", label, np.eye(10)[label], trained_run.run_id)
+    return with_trained_model
+
+
+@pytest.mark.parametrize("page", sorted(TEACHER_CONTROLS))
+def test_a_student_sees_no_teacher_control(page, with_model_and_drawings, monkeypatch):
+    teacher = run_page(page)
+    shown = button_labels(teacher) | {e.label for e in teacher.expander}
+    monkeypatch.setenv("MNIST_TRUST_LOCALHOST", "0")
+    student = run_page(page)
+    assert not (button_labels(student) & TEACHER_CONTROLS[page])
+    assert TEACHER_CONTROLS[page] - {"Use this model on the Draw page"} <= shown | button_labels(
+        teacher)
+    assert not student.error
+
+
+def test_a_student_waits_for_the_teachers_model_on_draw(models_dir, monkeypatch):
+    monkeypatch.setenv("MNIST_TRUST_LOCALHOST", "0")
+    app = run_page("pages/3_Draw.py")
+    assert "no trained model yet" in app.warning[0].value
+    assert "Train the default model" not in button_labels(app)
+    assert any("The teacher has not trained a model yet" in c.value for c in app.caption)
+
+
+def test_a_student_who_types_the_password_becomes_the_teacher(with_trained_model, monkeypatch):
+    monkeypatch.setenv("MNIST_TRUST_LOCALHOST", "0")
+    monkeypatch.setenv("MNIST_TEACHER_PASSWORD", "s3cret")
+    app = run_page("pages/2_Train.py")
+    assert "Start training" not in button_labels(app)
+    app.text_input(key="roles_password").input("wrong").run()
+    assert any("Wrong password" in e.value for e in app.sidebar.error)
+    assert "Start training" not in button_labels(app)
+    app.text_input(key="roles_password").input("s3cret").run()
+    assert "Start training" in button_labels(app)
+    app.sidebar.button(key="roles_sign_out").click().run()
+    assert "Start training" not in button_labels(app)
+
+
+def test_wrong_passwords_slow_a_visitor_down(models_dir, monkeypatch):
+    from mnist_core import classroom
+
+    monkeypatch.setenv("MNIST_TRUST_LOCALHOST", "0")
+    monkeypatch.setenv("MNIST_TEACHER_PASSWORD", "s3cret")
+    app = run_page("app.py")
+    for _ in range(classroom.FREE_TRIES):
+        app.text_input(key="roles_password").input("wrong").run()
+    app.text_input(key="roles_password").input("s3cret").run()  # right, but too soon
+    assert any("Too many wrong passwords" in e.value for e in app.sidebar.error)
+    assert not any("Signed in" in c.value for c in app.sidebar.caption)
+
+
+def test_single_user_mode_makes_a_remote_visitor_the_teacher(models_dir, monkeypatch):
+    monkeypatch.setenv("MNIST_TRUST_LOCALHOST", "0")
+    monkeypatch.setenv("MNIST_SINGLE_USER", "1")
+    assert "Start training" in button_labels(run_page("pages/2_Train.py"))
+
+
+def test_the_teacher_is_told_how_to_set_a_password_and_students_are_not(models_dir,
+                                                                         monkeypatch):
+    hint = "MNIST_TEACHER_PASSWORD"
+    assert any(hint in c.value for c in run_page("app.py").sidebar.caption)
+    monkeypatch.setenv("MNIST_TRUST_LOCALHOST", "0")
+    assert not any(hint in c.value for c in run_page("app.py").sidebar.caption)
+
+
+def test_an_unexpected_error_is_a_short_message_not_a_traceback(models_dir, monkeypatch):
+    from serving import ui
+
+    def broken():
+        raise RuntimeError("/secret/server/path exploded")
+
+    monkeypatch.setattr(ui, "dataset", broken)
+    app = open_app("pages/1_Explore.py").run()
+    shown = [(e.message, e.stack_trace, e.is_markdown) for e in app.exception]
+    assert shown and "/secret" not in str(shown) and "exploded" not in str(shown)
+    assert all(not trace for _, trace, _ in shown)
+
+
+def test_explore_opens_at_the_image_of_a_shared_link(models_dir, mnist):
+    app = open_app("pages/1_Explore.py", {"split": "x_valid", "index": "42"}).run()
+    assert metric(app, "y_valid[42]") == str(mnist.y_valid[42])
+    for bad in ({"split": "../etc", "index": "-3"}, {"index": "99999999"}, {"index": "1e3"}):
+        app = open_app("pages/1_Explore.py", bad).run()
+        assert metric(app, "y_train[0]") == str(mnist.y_train[0]) and not app.exception
+
+
+def test_train_opens_at_the_run_of_a_shared_link(with_trained_model, trained_run):
+    older = "20000101-000000-0000"  # not the newest, so not what the page shows by default
+    shutil.copytree(with_trained_model / trained_run.run_id, with_trained_model / older)
+    for wanted, shown in ((older, older), ("../etc", trained_run.run_id)):
+        app = open_app("pages/2_Train.py", {"run": wanted}).run()
+        assert app.selectbox(key="train_result_run").value == shown
+
+
+def test_the_teacher_is_told_what_blocks_students_when_nobody_joins(models_dir, monkeypatch):
+    from serving import classroom_ui
+
+    monkeypatch.setattr(classroom_ui, "NOBODY_JOINED_AFTER", -1)
+    monkeypatch.setenv(classroom_ui.classroom.JOIN_URL_ENV, "http://192.168.1.20:8501")
+    app = run_page("app.py")
+    assert any("Students join at **http://192.168.1.20:8501**" in m.value for m in app.markdown)
+    assert any("Nobody has joined yet" in i.value and "firewall" in i.value for i in app.info)

@@ -29,3 +29,25 @@ def test_images_html_carries_each_image_exactly_with_its_caption(mnist):
 def test_large_images_are_not_pixelated():
     html = plots.images_html([(np.zeros((280, 280), np.uint8), "canvas")], width=120)
     assert "pixelated" not in html
+
+
+def test_a_long_runs_batch_chart_sends_at_most_a_thousand_points_per_series():
+    steps = list(range(1, 200_001))  # 200 000 batches: hours of training
+    loss = list(np.linspace(2.3, 0.05, len(steps)))
+    for metric in ("loss", "accuracy"):
+        chart = plots.batch_curve_chart(steps, loss, 469, metric).to_dict()
+        rows = next(iter(chart["datasets"].values()))
+        assert len(rows) <= plots.MAX_CHART_POINTS
+        assert rows[-1]["epoch"] == steps[-1] / 469  # the newest point is always shown
+        assert rows[0]["epoch"] == steps[0] / 469
+    short = plots.batch_curve_chart([1, 2, 3], [1.0, 0.5, 0.25], 3, "loss").to_dict()
+    assert len(next(iter(short["datasets"].values()))) == 3  # a short run is sent as it is
+
+
+def test_downsample_keeps_evenly_spaced_points_and_the_ends():
+    x = list(range(10_000))
+    kept_x, kept_y = plots.downsample(x, [v * 2 for v in x], 100)
+    assert len(kept_x) == 100 and kept_x[0] == 0 and kept_x[-1] == 9_999
+    assert kept_y == [v * 2 for v in kept_x]
+    gaps = np.diff(kept_x)
+    assert gaps.max() - gaps.min() <= 1

@@ -2,31 +2,133 @@
 
 from __future__ import annotations
 
+import functools
+import io
 import json
+import tempfile
+import time
 import zipfile
+from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from onnx import TensorProto, helper, numpy_helper
 
 from mnist_core.config import TrainConfig
+from mnist_core.data import NUM_CLASSES, NUM_PIXELS
 from mnist_core.evaluate import evaluation
+from mnist_core.inference import Classifier
+from mnist_core.inside import WEIGHTS_FILE
 from mnist_core.runs import folder
 from mnist_core.runs.record import (
     BatchEvent,
     EndEvent,
+    EpochEvent,
     ErrorEvent,
     RecordError,
     RunRecord,
+    StartEvent,
     parse_event,
     parse_record,
 )
+from mnist_core.runs.saved import check_onnx
 from mnist_core.runs.store import ModelStore
 
 pytestmark = pytest.mark.unit
 
 RUN_ID = "20260101-120000-abcd"
+EVALUATED = 100  # images in a made-up evaluation: accuracy in steps of 1%
+
+
+@functools.cache
+def onnx_model_bytes() -> bytes:
+    """A real ONNX model of the served kind, (N, 784) float32 -> (N, 10) probabilities: a
+    softmax over a zero-initialized dense layer, as small as a model gets."""
+    weights = numpy_helper.from_array(np.zeros((NUM_PIXELS, NUM_CLASSES), np.float32), "kernel")
+    bias = numpy_helper.from_array(np.zeros(NUM_CLASSES, np.float32), "bias")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "kernel"], ["logits"]),
+         helper.make_node("Add", ["logits", "bias"], ["scores"]),
+         helper.make_node("Softmax", ["scores"], ["probabilities"], axis=1)],
+        "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, NUM_PIXELS])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, NUM_CLASSES])],
+        initializer=[weights, bias])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def keras_archive_bytes() -> bytes:
+    """A zip shaped like a .keras archive (the store checks the container, never loads it)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
+        archive.writestr("config.json", json.dumps({"class_name": "Sequential"}))
+        archive.writestr("model.weights.h5", b"")
+    return buffer.getvalue()
+
+
+def weights_npz_bytes() -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **{"layers.json": np.array('{"name": "seed_mlp", "layers": []}'),
+                        "0/Dense/kernel": np.zeros((NUM_PIXELS, NUM_CLASSES), np.float32)})
+    return buffer.getvalue()
+
+
+def saved_record(run_id: str = RUN_ID, config: TrainConfig | None = None, *,
+                 accuracy: float = 0.97, loss: float = 0.1, finished: float | None = None,
+                 status: str = "finished") -> RunRecord:
+    """A record as the worker writes it, for a model that gets `accuracy` of EVALUATED images
+    right and whose last training loss was `loss` (NaN for a diverged training)."""
+    y = np.arange(EVALUATED) % NUM_CLASSES
+    probabilities = np.eye(NUM_CLASSES, dtype=np.float32)[y] * 0.9 + 0.01
+    wrong = round((1 - accuracy) * EVALUATED)
+    probabilities[:wrong] = np.roll(probabilities[:wrong], 1, axis=1)
+    finished = time.time() if finished is None else finished
+    config = config or TrainConfig(epochs=2)
+    return RunRecord(
+        run_id=run_id, status=status, config=config, device="CPU (2 cores)", device_kind="CPU",
+        strategy="_DefaultDistributionStrategy", precision="float32", started=finished - 10,
+        finished=finished, fit_seconds=8.0, epochs_completed=2,
+        history={"loss": (0.3, loss), "accuracy": (0.9, accuracy),
+                 "val_loss": (0.2, loss), "val_accuracy": (0.95, accuracy)},
+        evaluation=evaluation(y, probabilities), params=7850, tensorflow="2.21.0",
+        keras="3.15.1")
+
+
+def finished_run(root: Path, run_id: str = RUN_ID, config: TrainConfig | None = None,
+                 **record) -> Path:
+    """A saved run written file by file as the starter and the worker write it: config.json,
+    the events, model.keras, model.onnx, weights.npz, and record.json last. `record` goes to
+    `saved_record` (accuracy, loss, finished, status)."""
+    config = config or TrainConfig(epochs=2)
+    run = root / run_id
+    run.mkdir(parents=True)
+    folder.atomic_write_json(run / folder.CONFIG, config.to_dict())
+    saved = saved_record(run_id, config, **record)
+    metrics, t = run / folder.METRICS, saved.started
+    folder.append_event(metrics, StartEvent("CPU (2 cores)", "CPU", "_DefaultDistributionStrategy",
+                                            "float32", config.steps_per_epoch(), t))
+    for epoch in range(saved.epochs_completed):
+        folder.append_event(metrics, BatchEvent(epoch, config.steps_per_epoch(),
+                                                (epoch + 1) * config.steps_per_epoch(),
+                                                saved.history["loss"][epoch],
+                                                saved.history["accuracy"][epoch], t + epoch + 1))
+        folder.append_event(metrics, EpochEvent(epoch, True, 1.0, t + epoch + 1,
+                                                saved.history["loss"][epoch],
+                                                saved.history["accuracy"][epoch]))
+    (run / folder.WORKER_LOG).write_text("training...\n")
+    folder.atomic_write_bytes(run / folder.KERAS_FILE, keras_archive_bytes())
+    folder.atomic_write_bytes(run / folder.ONNX_FILE, onnx_model_bytes())
+    folder.atomic_write_bytes(run / WEIGHTS_FILE, weights_npz_bytes())
+    folder.atomic_write_json(run / folder.RECORD, saved.to_dict())
+    folder.append_event(metrics, EndEvent(saved.status, True, saved.finished,
+                                          saved.evaluation.accuracy))
+    return run
 
 
 def a_record(mnist) -> RunRecord:
@@ -53,9 +155,8 @@ def write_run(root, record_values=None, config_values=None, metrics: str | None 
     put(folder.CONFIG, TrainConfig().to_dict() if config_values is None else config_values)
     if record_values is not None:
         put(folder.RECORD, record_values)
-        with zipfile.ZipFile(run / folder.KERAS_FILE, "w") as archive:
-            archive.writestr("config.json", "{}")
-        (run / folder.ONNX_FILE).write_bytes(b"onnx")
+        (run / folder.KERAS_FILE).write_bytes(keras_archive_bytes())
+        (run / folder.ONNX_FILE).write_bytes(onnx_model_bytes())
     if metrics is not None:
         (run / folder.METRICS).write_text(metrics)
     return run
@@ -201,3 +302,37 @@ def test_a_batch_event_with_any_field_values_parses_or_says_which_field(values):
 def test_any_json_value_as_a_record_is_a_record_error(value):
     with pytest.raises(RecordError):
         parse_record(value)
+
+
+def test_a_run_written_as_the_worker_writes_it_is_usable_and_its_model_serves(tmp_path):
+    finished_run(tmp_path)
+    [run] = ModelStore(tmp_path).scan().usable
+    assert (run.status, run.origin, run.healthy, run.record.finite) == ("finished", "cli", True,
+                                                                         True)
+    x = np.zeros((2, NUM_PIXELS), np.float32)  # (N, 784) float32 in [0, 1]
+    assert Classifier(run.onnx_path).predict_proba(x).shape == (2, NUM_CLASSES)
+
+
+def test_every_truncation_of_an_onnx_model_is_refused(tmp_path):
+    model = onnx_model_bytes()
+    path = tmp_path / folder.ONNX_FILE
+    path.write_bytes(model)
+    check_onnx(path)
+    for cut in range(0, len(model), max(len(model) // 200, 1)):
+        path.write_bytes(model[:cut])
+        with pytest.raises(RecordError, match="model.onnx is (corrupt|empty)"):
+            check_onnx(path)
+
+
+@given(st.binary(max_size=200))
+@example(b"\x08\x08:\x00")  # ir_version 8 and an empty graph: the smallest structure that passes
+@example(b"\x08" + b"\xff" * 20)  # a varint longer than 64 bits
+@example(b":\xff\xff\xff\xff\x0f")  # a graph claiming 4 GB
+def test_any_bytes_are_an_onnx_model_or_a_record_error(data):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / folder.ONNX_FILE
+        path.write_bytes(data)
+        try:
+            check_onnx(path)
+        except RecordError as exc:
+            assert str(exc).startswith("model.onnx is ")

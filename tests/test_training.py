@@ -262,8 +262,8 @@ def test_hung_worker_is_killed_and_reported(tmp_path):
     assert TrainingLease(tmp_path).current() is None
 
 
-def test_choosing_a_run_and_a_newer_finish_replaces_the_choice(trained_store, trained_run,
-                                                                 tmp_path):
+def test_a_chosen_run_gives_way_to_a_newer_train_page_finish_only(trained_store, trained_run,
+                                                                   tmp_path):
     root = tmp_path / "models"
     shutil.copytree(trained_store.root, root)
     older = root / "20000101-000000-0000"
@@ -278,7 +278,11 @@ def test_choosing_a_run_and_a_newer_finish_replaces_the_choice(trained_store, tr
     record = json.loads((root / trained_run.run_id / folder.RECORD).read_text())
     record["finished"] = time.time() + 10  # a training that finishes after the choice
     (root / trained_run.run_id / folder.RECORD).write_text(json.dumps(record))
-    assert store.current().run_id == trained_run.run_id
+    assert store.current().run_id == older.name  # a CLI run does not replace the choice
+    config = json.loads((root / trained_run.run_id / folder.CONFIG).read_text())
+    (root / trained_run.run_id / folder.CONFIG).write_text(
+        json.dumps({**config, "origin": "train_page"}))
+    assert store.current().run_id == trained_run.run_id  # the Train page's live demo does
 
 
 def test_cnn_trains_and_serves_the_same_predictions(tmp_path, mnist):

@@ -121,6 +121,7 @@ class DrawVisitor:
         self.fragment_id = ""
         self.canvas_id = ""
         self._states = {digit: canvas_state(digit) for digit in [None, *DIGIT_STROKES]}
+        self.alerts: list[str] = []  # what the last run showed in st.error/warning/info
 
     async def __aenter__(self) -> DrawVisitor:
         self.ws = await websockets.connect(self.ws_url, subprotocols=["streamlit"],
@@ -139,6 +140,7 @@ class DrawVisitor:
     async def _until_finished(self) -> tuple[str | None, float]:
         """Read the run's output until it finishes: the Prediction shown (if any) and when."""
         prediction, shown_at = None, 0.0
+        self.alerts = []
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -155,9 +157,11 @@ class DrawVisitor:
                 element = shown.WhichOneof("type")
                 if element == "exception":
                     raise ScriptError(shown.exception.message)
+                if element == "alert":
+                    self.alerts.append(shown.alert.body)
                 if element == "metric" and shown.metric.label == "Prediction":
                     prediction, shown_at = shown.metric.body, time.perf_counter()
-                if element == "bidi_component" and shown.bidi_component.id.endswith("draw_canvas"):
+                if element == "bidi_component" and "draw_canvas" in shown.bidi_component.id:
                     self.canvas_id = shown.bidi_component.id
                     self.fragment_id = message.delta.fragment_id
             elif kind == "script_finished":
@@ -166,14 +170,23 @@ class DrawVisitor:
                 return prediction, shown_at
 
     async def _send_canvas(self, digit: int | None) -> None:
+        await self._send_value(self._states[digit])
+
+    async def _send_value(self, json_value: str) -> None:
         message = BackMsg()
         rerun = message.rerun_script
         rerun.page_script_hash = self.page_script_hash
         rerun.fragment_id = self.fragment_id
         widget = rerun.widget_states.widgets.add()
         widget.id = self.canvas_id
-        widget.json_value = self._states[digit]
+        widget.json_value = json_value
         await self.ws.send(message.SerializeToString())
+
+    async def send_value(self, json_value: str) -> str | None:
+        """Send any canvas value (a crafted one, say); return the Prediction shown, if any
+        (what else the page showed is in `alerts`)."""
+        await self._send_value(json_value)
+        return (await self._until_finished())[0]
 
     async def clear(self) -> None:
         await self._send_canvas(None)

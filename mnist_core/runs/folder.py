@@ -4,9 +4,10 @@
         training.lock       held (OS file lock) by the worker that trains, for its whole life
         training.json       the lease: who trains (pid, start, run id, config); see lease.py
         start.lock          held for a moment by whoever starts a training
-        current.json        the run the Draw page uses, when the teacher chose one
+        current.json        the run the teacher chose for the Draw page, pinned or not
         drawings.db         the class's labelled drawings (SQLite; -wal and -shm beside it)
         .<run id>/          a run being prepared; renamed to <run id>/ by its worker
+        .deleted-<run id>-* a run being deleted: renamed first, so no reader sees half of it
         <run id>/
             config.json     TrainConfig, written by whoever starts the run
             worker.log      the worker's stdout and stderr
@@ -17,17 +18,21 @@
                             without saying why, or by whichever server killed it as hung
             model.keras     the trained model (float32), for Keras: fine-tuning, export
             model.onnx      the same model, for serving with ONNX Runtime
+            weights.npz     every layer's weights, for the Inside page (not in older runs)
+            snapshots/      the Inside page's snapshots taken during training
             record.json     written last by the worker: the run was saved
 
 The worker alone writes its events, models and record; servers write only the requests and
 verdicts listed above, each in its own file. Every file but metrics.jsonl is written to a
-temporary name and renamed, so a reader never sees half a file. A run's status is decided
+temporary name and renamed, so a reader never sees half a file; a temporary file left by a
+killed writer is removed by the next start (`remove_temporary`). A run's status is decided
 by `run_status` alone. Locks are OS file locks: reliable on a local disk, not on network
 shares (NFS, SMB).
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
@@ -40,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_core.config import TrainConfig
+from mnist_core.inside import SNAPSHOTS_DIR
 from mnist_core.runs.record import (
     EndEvent,
     ErrorEvent,
@@ -82,11 +88,33 @@ NOT_RUNS = (LEASE_LOCK, LEASE, START_LOCK, CHOICE, DRAWINGS_DB, f"{DRAWINGS_DB}-
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{4}")
 NOTHING_SAVED = "stopped before the first epoch ended: nothing was saved"
 ENDED_UNSAVED = "the training process ended before saving a model"
+RECORD_LOST = f"unreadable: no {RECORD}, though {METRICS} says the model was saved"
+DELETED_PREFIX = ".deleted-"  # a run folder being deleted: renamed first, then removed
+TEMPORARY_MAX_AGE = 60.0  # seconds: an older temporary file's writer was killed mid-write
+MAX_LINE_BYTES = 2**20  # an event is ~200 bytes: a longer "line" is junk
+MAX_METRICS_BYTES = 64 * 2**20  # a 50-epoch run writes well under 1 MB of events
 
 
 def models_dir() -> Path:
     """Where runs are kept: `MNIST_MODELS_DIR`, default `models/` in the repository."""
     return Path(os.environ.get("MNIST_MODELS_DIR") or DEFAULT_MODELS_DIR).expanduser()
+
+
+READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def cannot_write(root: Path, exc: OSError, what: str) -> str:
+    """What a teacher reads when the models folder refuses a write: what, where, how to fix."""
+    if exc.errno in READ_ONLY_ERRNOS:
+        return (f"The models folder {root} is read-only, so {what}. Saved models still work on "
+                "Draw. To fix it, make the folder writable, or start the app with "
+                "MNIST_MODELS_DIR pointing at a writable folder.")
+    if exc.errno in FULL_ERRNOS:
+        return (f"The disk holding the models folder {root} is full, so {what}. Free some "
+                "space on it (the Train page can delete old runs), or start the app with "
+                "MNIST_MODELS_DIR on another disk.")
+    return f"The models folder {root} cannot be written ({exc.strerror or exc}), so {what}."
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -149,6 +177,59 @@ def remove_abandoned(root: Path) -> list[str]:
     return removed
 
 
+def is_temporary(name: str) -> bool:
+    """A file name an atomic write uses before its rename: `.<name>.<random>.tmp`
+    (atomic_write_bytes, write_npz_atomically) or `.tmp-<pid>.keras|onnx` (fit.save_model)."""
+    return name.startswith(".") and (name.endswith(".tmp") or name.startswith(".tmp-"))
+
+
+def remove_temporary(root: Path, older_than: float = TEMPORARY_MAX_AGE) -> list[str]:
+    """Remove what killed writers left: temporary files of atomic writes (in the models folder,
+    its run folders and their snapshots) and run folders half deleted. Only files older than
+    `older_than` seconds, so a write under way elsewhere keeps its file; only safe with no
+    training running (the starter's situation). Returns the paths removed, relative to root."""
+    removed = []
+    cutoff = time.time() - older_than
+
+    def sweep(directory: Path, depth: int) -> None:
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            return
+        for entry in entries:
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime > cutoff:
+                    continue
+                if depth == 0 and entry.name.startswith(DELETED_PREFIX):
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path)
+                    else:
+                        os.unlink(entry.path)
+                elif is_temporary(entry.name) and entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+                else:
+                    continue
+                removed.append(str(Path(entry.path).relative_to(root)))
+            except OSError:
+                continue  # gone meanwhile, or not ours to remove: the next start tries again
+
+    sweep(root, 0)
+    for run_dir in _run_dirs(root):
+        sweep(run_dir, 1)
+        sweep(run_dir / SNAPSHOTS_DIR, 2)
+    if removed:
+        log.warning("Removed files left by interrupted writes: %s", ", ".join(sorted(removed)))
+    return removed
+
+
+def _run_dirs(root: Path) -> list[Path]:
+    try:
+        return [Path(e.path) for e in os.scandir(root)
+                if is_run_id(e.name) and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
 def append_event(path: Path, event: Event) -> None:
     """Append one JSON line; a single write of a whole line, so readers see whole lines."""
     with open(path, "a", encoding="utf-8") as f:
@@ -165,15 +246,19 @@ class EventReader:
         self.offset = 0
         self.skipped = 0
 
-    def read_new(self) -> list[Event]:
+    def read_new(self, max_bytes: int = 8 * MAX_LINE_BYTES) -> list[Event]:
+        """The events of the complete lines after the last call, reading at most `max_bytes`."""
         try:
             with open(self.path, "rb") as f:
                 f.seek(self.offset)
-                chunk = f.read()
+                chunk = f.read(max_bytes)
         except OSError:  # not there yet, or not a file: no events
             return []
         end = chunk.rfind(b"\n")
         if end < 0:
+            if len(chunk) >= MAX_LINE_BYTES:  # no event is that long: skip it, bounded
+                self.offset += len(chunk)
+                self.skipped += 1
             return []
         self.offset += end + 1
         events = []
@@ -208,7 +293,13 @@ def summarize(events: list[Event], summary: EventSummary = EventSummary()) -> Ev
 
 @functools.lru_cache(maxsize=256)
 def _summary_of(path: Path, size: int, mtime_ns: int) -> EventSummary:
-    return summarize(EventReader(path).read_new())
+    reader, summary = EventReader(path), EventSummary()
+    while reader.offset < min(size, MAX_METRICS_BYTES):
+        before = reader.offset
+        summary = summarize(reader.read_new(), summary)
+        if reader.offset == before:
+            break  # a last line without its newline
+    return summary
 
 
 def read_summary(run_dir: Path) -> EventSummary:
@@ -259,6 +350,8 @@ def run_status(*, record: RunRecord | None, live: bool, stop_requested: bool,
         if stop_requested:
             return "stopping", None
         return ("running" if events.started else "starting"), None
+    if events.end is not None and events.end.saved:
+        return "unreadable", RECORD_LOST  # the worker wrote it before that event: it was lost
     if outcome is not None:
         return outcome.status, outcome.message
     if events.error is not None:

@@ -31,7 +31,7 @@ from filelock import FileLock, Timeout
 
 from mnist_core.config import TrainConfig
 from mnist_core.runs import folder
-from mnist_core.runs.record import RecordError, parse_config, parse_fields, read_json
+from mnist_core.runs.record import RecordError, parse_config, parse_fields, read_json, require
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,16 @@ class LeaseInfo:
                 "config": self.config.to_dict()}
 
 
+def parse_lease(values, where: str = folder.LEASE) -> LeaseInfo:
+    """training.json, checked: a pid of 0, 1 or below would name a whole process group (or
+    every process) to a kill, so it is refused like any other junk."""
+    info = require(parse_fields(LeaseInfo, values, where, config=parse_config), where,
+                   finite=("started",), minimum={"pid": 2})
+    if not folder.is_run_id(info.run_id):
+        raise RecordError(f"{where}: run_id must be a run id, got {info.run_id!r}")
+    return info
+
+
 def _lock(path: Path) -> FileLock:
     # One lock object per use, not shared between threads; the file itself stays (a deleted
     # lock file would let two holders lock two different inodes).
@@ -66,6 +76,7 @@ class TrainingLease:
         self.lock_path = self.root / folder.LEASE_LOCK
         self.info_path = self.root / folder.LEASE
         self.start_lock_path = self.root / folder.START_LOCK
+        self._ignored: tuple | None = None  # the junk training.json last logged, by its stat
 
     # Anyone: is a training running, and whose?
 
@@ -75,6 +86,9 @@ class TrainingLease:
             fd = os.open(self.lock_path, os.O_RDONLY)
         except FileNotFoundError:
             return False  # no worker ever ran here
+        except OSError as exc:  # not readable by this server: it cannot see a training
+            log.warning("models folder: %s cannot be opened (%s)", folder.LEASE_LOCK, exc.strerror)
+            return False
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -88,10 +102,16 @@ class TrainingLease:
         if not self.info_path.exists():
             return None
         try:
-            values = read_json(self.info_path)
-            return parse_fields(LeaseInfo, values, folder.LEASE, config=parse_config)
+            return parse_lease(read_json(self.info_path))
         except RecordError as exc:
-            log.warning("models folder: ignoring %s: %s", folder.LEASE, exc)
+            try:
+                stat = self.info_path.stat()
+                seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+            except OSError:
+                seen = None
+            if seen != self._ignored:  # once per version of the file, not on every probe
+                self._ignored = seen
+                log.warning("models folder: ignoring %s: %s", folder.LEASE, exc)
             return None
 
     def current(self) -> LeaseInfo | None:
@@ -139,7 +159,12 @@ class TrainingLease:
         info = self.info()
         if not self.info_path.exists() or self.held():
             return None  # no lease, or a live one
-        self.info_path.unlink(missing_ok=True)
+        try:
+            self.info_path.unlink(missing_ok=True)
+        except OSError as exc:  # e.g. a folder by that name: nothing this server can fix
+            log.warning("models folder: cannot remove the stale %s (%s)", folder.LEASE,
+                        exc.strerror or exc)
+            return None
         if info is None:
             log.warning("Recovered a stale training lease (unreadable %s).", folder.LEASE)
         else:

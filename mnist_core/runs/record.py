@@ -85,6 +85,20 @@ def parse_fields(cls, values, where: str, **nested):
     return cls(**out)
 
 
+def require(value, where: str, finite: tuple[str, ...] = (), minimum: dict | None = None):
+    """`value` (a parsed dataclass) with its `finite` fields finite numbers and each field of
+    `minimum` at least its bound (None passes both: an optional field left out)."""
+    for name in finite:
+        number = getattr(value, name)
+        if number is not None and not math.isfinite(number):
+            raise RecordError(f"{where}: {name} must be a finite number, got {number!r}")
+    for name, low in (minimum or {}).items():
+        number = getattr(value, name)
+        if number is not None and number < low:
+            raise RecordError(f"{where}: {name} must be at least {low}, got {number!r}")
+    return value
+
+
 def read_json(path: Path):
     """A JSON file's value; RecordError naming the file when it is missing, empty or broken."""
     try:
@@ -173,6 +187,15 @@ class ErrorEvent:
 
 Event = StartEvent | BatchEvent | EpochEvent | EndEvent | ErrorEvent
 EVENT_TYPES = {cls.kind: cls for cls in (StartEvent, BatchEvent, EpochEvent, EndEvent, ErrorEvent)}
+# What the pages compute with (elapsed time, ETA, progress) must be finite and in range;
+# a loss or accuracy may be NaN (a diverged training's is).
+EVENT_BOUNDS = {
+    StartEvent: (("t",), {"steps_per_epoch": 1}),
+    BatchEvent: (("t",), {"epoch": 0, "batch": 0, "step": 0}),
+    EpochEvent: (("t", "seconds"), {"epoch": 0, "seconds": 0}),
+    EndEvent: (("t",), {}),
+    ErrorEvent: (("t",), {}),
+}
 
 
 def event_to_dict(event: Event) -> dict:
@@ -184,7 +207,9 @@ def parse_event(values) -> Event:
     cls = EVENT_TYPES.get(values.get("event"))
     if cls is None:
         raise RecordError(f"unknown event {values.get('event')!r}")
-    return parse_fields(cls, values, f"{cls.kind} event")
+    finite, minimum = EVENT_BOUNDS[cls]
+    where = f"{cls.kind} event"
+    return require(parse_fields(cls, values, where), where, finite, minimum)
 
 
 # The record: written last by the worker, so a run with a valid record.json was saved.
@@ -272,6 +297,13 @@ class RunRecord:
         """The run this one was fine-tuned from."""
         return self.config.fine_tune_from
 
+    @property
+    def finite(self) -> bool:
+        """False when the saved model's last loss or accuracy is not a number: the training
+        diverged, and its predictions are no use."""
+        return math.isfinite(self.evaluation.accuracy) and all(
+            math.isfinite(values[-1]) for values in self.history.values() if values)
+
     def to_dict(self) -> dict:
         return {**asdict(self), "config": self.config.to_dict()}
 
@@ -281,7 +313,8 @@ def parse_record(values, where: str = "record.json") -> RunRecord:
                           evaluation=parse_evaluation, fine_tune=_fine_tune)
     if record.status not in SAVED_STATUSES:
         raise RecordError(f"{where}: status must be finished or stopped, got {record.status!r}")
-    return record
+    return require(record, where, finite=("started", "finished", "fit_seconds"),
+                   minimum={"fit_seconds": 0, "epochs_completed": 0, "params": 0})
 
 
 def read_record(path: Path) -> RunRecord:

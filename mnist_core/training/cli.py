@@ -14,7 +14,7 @@ import sys
 import time
 
 from mnist_core.config import BOUNDS, MODELS, OPTIMIZERS, PRECISIONS, TrainConfig
-from mnist_core.runs.store import ModelStore
+from mnist_core.runs.store import ActionRefused, ModelStore
 from mnist_core.training.supervisor import JobRefused, StartFailed, Trainer
 
 BAR_WIDTH = 30
@@ -52,6 +52,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--drawing", action="store_true",
                         help="the model for drawing (Draw's 'Train the default model'): "
                              "8 epochs, --augment and --pen-strokes")
+    parser.add_argument("--choose", action="store_true",
+                        help="make the new run the Draw page's model when it finishes (else a "
+                             "run from the command line is used only once the teacher chooses "
+                             "it on the Train page, or when no model was chosen yet)")
     parser.add_argument("--models-dir", default=None,
                         help="where to save the run (default: MNIST_MODELS_DIR or models/)")
     parser.add_argument("--stop", action="store_true",
@@ -61,7 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values = {k: v for k, v in vars(args).items()
-              if k not in ("notebook", "drawing", "models_dir", "stop")}
+              if k not in ("notebook", "drawing", "models_dir", "stop", "choose")}
+    values["origin"] = "cli"
     if args.drawing:
         drawing = TrainConfig.for_drawing().to_dict()
         values.update({k: drawing[k] for k in ("epochs", "augment", "pen_strokes")})
@@ -113,11 +118,10 @@ def follow(trainer: Trainer) -> None:
 
 
 def epoch_line(event) -> str:
-    val = ""
-    if event.val_accuracy is not None:
-        val = f"  val_loss {event.val_loss:.4f}  val_accuracy {event.val_accuracy:.4f}"
-    return (f"epoch {event.epoch + 1}: loss {event.loss:.4f}  accuracy {event.accuracy:.4f}"
-            f"{val}  ({event.seconds:.1f} s)")
+    values = [f"{name} {getattr(event, name):.4f}"
+              for name in ("loss", "accuracy", "val_loss", "val_accuracy")
+              if getattr(event, name) is not None]  # a metrics line may leave any out
+    return f"epoch {event.epoch + 1}: " + "  ".join(values) + f"  ({event.seconds:.1f} s)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,8 +145,15 @@ def main(argv: list[str] | None = None) -> int:
         print(started.notice, file=sys.stderr)
     follow(trainer)
     snap = trainer.wait()
-    run = ModelStore(trainer.root).get(started.run_id)
+    store = ModelStore(trainer.root)
+    run = store.get(started.run_id)
     record = run.record if run else None
+    if args.choose and record is not None:
+        try:
+            store.choose(run.run_id)
+        except ActionRefused as exc:
+            print(f"not chosen for the Draw page: {exc}", file=sys.stderr)
+    current = store.current()
     summary = {
         "run_id": started.run_id,
         "status": snap.state,
@@ -155,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         "device_kind": snap.device_kind,
         "precision": snap.precision,
         "saved": str(run.keras_path) if record else None,
+        "draw_model": current is not None and current.run_id == started.run_id,
     }
     if snap.error:
         print(snap.error, file=sys.stderr)

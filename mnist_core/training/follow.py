@@ -28,6 +28,7 @@ from mnist_core.runs.record import (
     read_config,
     read_record,
 )
+from mnist_core.runs.saved import check_saved_files
 
 log = logging.getLogger(__name__)
 SPEED_WINDOW = 50  # batch points the speed and ETA are measured over
@@ -152,7 +153,9 @@ class Follower:
         if run.record is None and (run.run_dir / folder.RECORD).exists():
             try:
                 run.record = read_record(run.run_dir / folder.RECORD)
+                check_saved_files(run.run_dir)
             except RecordError as exc:
+                run.record = None
                 return Snapshot(state="unreadable", run_id=run_id, config=run.config,
                                 error=f"unreadable: {exc}", notice=self._notice)
         live = info is not None
@@ -209,6 +212,8 @@ class Follower:
             message = "Training failed."
         elif status == "interrupted":
             error, message = why, "Training was interrupted."
+        elif status == "unreadable":
+            error, message = why, "This run cannot be read."
         return Snapshot(
             state=status,
             run_id=run.run_dir.name,

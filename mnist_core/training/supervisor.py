@@ -28,10 +28,12 @@ from pathlib import Path
 from mnist_core.config import TrainConfig
 from mnist_core.runs import folder
 from mnist_core.runs.lease import LeaseBusy, LeaseInfo, TrainingLease
+from mnist_core.runs.store import KEEP_FAILED_RUNS, ModelStore
 from mnist_core.training.follow import Follower, Snapshot
 
 log = logging.getLogger(__name__)
 WORKER_MODULE = "mnist_core.training.worker"
+LAUNCHER = "mnist_core.training.launch"  # lowest priority first, for every thread
 EXIT_GRACE_SECONDS = 60  # after a worker lets the lease go, it has this long to exit
 
 
@@ -88,7 +90,7 @@ class Trainer:
                         f"A training is already running (run {info.run_id}, {info.config.model}). "
                         "Watch it on the Train page, or stop it first.")
                 recovered = self.lease.remove_stale()
-                folder.remove_abandoned(self.root)  # nobody trains and nobody else starts
+                self.tidy()  # nobody trains and nobody else starts
                 prepared = folder.prepare_run(self.root, config, drawings_npz)
                 run_id = prepared.name[1:]
                 process = self._spawn(prepared)
@@ -96,13 +98,26 @@ class Trainer:
         except LeaseBusy as exc:
             raise JobRefused(str(exc)) from None
         except OSError as exc:
-            raise StartFailed(f"The models folder {self.root} cannot be written "
-                              f"({exc.strerror or exc}): no training can be saved there.") from None
+            raise StartFailed(folder.cannot_write(self.root, exc,
+                                                  "no training can start")) from None
         self._children[run_id] = process
         threading.Thread(target=self._reap, args=(run_id,), daemon=True,
                          name=f"training-reaper-{run_id}").start()
         self.follower.invalidate()
         return Started(run_id, recovered)
+
+    def tidy(self) -> None:
+        """Remove what killed processes left in the models folder: run folders abandoned while
+        being prepared, temporary files of interrupted writes, half-deleted runs; and runs
+        without a model beyond the newest KEEP_FAILED_RUNS, so failures cannot pile up.
+        Only under start.lock with no training running (`start` calls it); best effort: a
+        file it cannot remove is left for the next start."""
+        try:
+            folder.remove_abandoned(self.root)
+            folder.remove_temporary(self.root)
+            ModelStore(self.root).prune(KEEP_FAILED_RUNS)
+        except OSError as exc:
+            log.warning("Tidying the models folder failed: %s", exc)
 
     def stop(self) -> bool:
         """Ask the running training to stop after its current batch. False if none runs.
@@ -149,7 +164,7 @@ class Trainer:
         env["PYTHONUNBUFFERED"] = "1"
         with open(prepared / folder.WORKER_LOG, "wb") as log_file:
             return subprocess.Popen(
-                [sys.executable, "-m", WORKER_MODULE, str(prepared)],
+                [sys.executable, "-m", LAUNCHER, WORKER_MODULE, str(prepared)],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                 cwd=folder.REPO_DIR, env=env,
                 # Its own session: a Ctrl-C meant for the app's terminal is the app's, and
@@ -259,7 +274,13 @@ class Trainer:
 
 
 def _kill_group(pid: int) -> None:
+    """Kill the worker `pid` and its process group (it leads its own session). Never a pid
+    that would name every process (-1), this one's group (0), init's (1) or this process's
+    own group: a pid comes from training.json, which a junk file could have written."""
     try:
+        if pid <= 1 or pid == os.getpid() or os.getpgid(pid) == os.getpgrp():
+            log.warning("Not killing process group %d: not a training worker's.", pid)
+            return
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass

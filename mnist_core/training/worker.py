@@ -1,13 +1,12 @@
 """The training worker process: `python -m mnist_core.training.worker MODELS/.RUN_ID`.
 
-Started by `mnist_core.training.supervisor.Trainer` with a prepared run folder. In this order:
-1. lower its own priority, so thirty students' predictions come before a few percent of
-   training speed (on Linux `nice` is per thread and inherited: it must come before
-   TensorFlow starts its thread pools);
-2. take the models folder's training lease (lease.py) and keep it for life;
-3. publish who it is (training.json) and give the run folder its visible name;
-4. only then import TensorFlow (several seconds) and train (fit.py);
-5. remove training.json and let the lease go.
+Started by `mnist_core.training.supervisor.Trainer` with a prepared run folder, through
+`mnist_core.training.launch`, which has already made it the machine's lowest-priority
+process (thirty students' predictions come before a few percent of training speed). Then:
+1. take the models folder's training lease (lease.py) and keep it for life;
+2. publish who it is (training.json) and give the run folder its visible name;
+3. only then import TensorFlow (several seconds) and train (fit.py);
+4. remove training.json and let the lease go.
 Never imported by the app's server process.
 """
 
@@ -24,8 +23,6 @@ from mnist_core.runs import folder
 from mnist_core.runs.lease import LeaseBusy, TrainingLease
 from mnist_core.runs.record import ErrorEvent, RecordError, read_config
 
-WORKER_NICENESS = 10
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -33,7 +30,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     prepared: Path = args.prepared
     root, run_id = prepared.parent, prepared.name.lstrip(".")
-    os.nice(WORKER_NICENESS)
     lease = TrainingLease(root)
     try:
         config = read_config(prepared / folder.CONFIG)
@@ -54,7 +50,7 @@ def train_logged(run_dir: Path) -> int:
     """Train, turning any exception into an error event the pages show to the teacher."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep the log readable for teachers
     try:
-        from mnist_core.training import fit  # TensorFlow: after the lease and the nice
+        from mnist_core.training import fit  # TensorFlow: after the lease
 
         fit.train(run_dir)
     except Exception as exc:

@@ -1,0 +1,198 @@
+"""Who is the teacher, and how students reach the server: plain rules, no Streamlit.
+
+The teacher is whoever sits at the server's own machine (the websocket's TCP peer is a
+loopback address that a remote visitor cannot forge), or whoever signs in with the password
+in `MNIST_TEACHER_PASSWORD`. Everyone else is a student. The server checks the role when an
+action happens; hiding a button is only a courtesy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+TEACHER = "teacher"
+STUDENT = "student"
+
+PASSWORD_ENV = "MNIST_TEACHER_PASSWORD"
+TRUST_LOCALHOST_ENV = "MNIST_TRUST_LOCALHOST"
+SINGLE_USER_ENV = "MNIST_SINGLE_USER"
+JOIN_URL_ENV = "MNIST_JOIN_URL"
+
+# What Streamlit reports for a browser on the server's own machine: None for 127.0.0.1 and
+# ::1, and the IPv4-mapped form as is when the socket is dual-stack. Other loopback
+# addresses (127.0.0.2, ...) are deliberately not the teacher: a relay or a container on the
+# same machine may connect from them on behalf of someone else.
+LOCAL_PEERS = frozenset({None, "127.0.0.1", "::1", "::ffff:127.0.0.1"})
+
+FREE_TRIES = 3  # wrong passwords before each further try must wait
+MAX_WAIT_SECONDS = 60.0
+
+
+def _flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return default
+    return value.strip().lower() not in ("0", "false", "no", "off")
+
+
+def single_user() -> bool:
+    """`MNIST_SINGLE_USER=1`: everyone is the teacher (one person on a laptop)."""
+    return _flag(SINGLE_USER_ENV, False)
+
+
+def trust_localhost() -> bool:
+    """`MNIST_TRUST_LOCALHOST=0`: visitors on the server's machine are students too (a
+    reverse proxy on the same machine that does not pass the visitor's address)."""
+    return _flag(TRUST_LOCALHOST_ENV, True)
+
+
+def is_local_peer(ip: str | None) -> bool:
+    """True for a visitor on the server's own machine, as Streamlit's websocket sees it."""
+    return ip in LOCAL_PEERS
+
+
+def role_for(ip: str | None, signed_in: bool = False, *, trust_localhost: bool | None = None,
+             single_user: bool | None = None) -> str:
+    """TEACHER or STUDENT for a visitor whose websocket peer is `ip` (`st.context.ip_address`).
+
+    `trust_localhost` (env `MNIST_TRUST_LOCALHOST`, on by default) makes local visitors the
+    teacher; `single_user` (env `MNIST_SINGLE_USER`, off by default) makes everyone one."""
+    if single_user is None:
+        single_user = globals()["single_user"]()
+    if trust_localhost is None:
+        trust_localhost = globals()["trust_localhost"]()
+    if single_user or signed_in or (trust_localhost and is_local_peer(ip)):
+        return TEACHER
+    return STUDENT
+
+
+def configured_password() -> str | None:
+    password = os.environ.get(PASSWORD_ENV, "")
+    return password or None
+
+
+def password_matches(given: str, expected: str) -> bool:
+    """Constant-time: how long the compare takes says nothing about the password."""
+    given_digest = hashlib.sha256(given.encode("utf-8", "surrogatepass")).digest()
+    expected_digest = hashlib.sha256(expected.encode("utf-8", "surrogatepass")).digest()
+    return hmac.compare_digest(given_digest, expected_digest)
+
+
+@dataclass
+class SignInThrottle:
+    """Wrong passwords per visitor address: after FREE_TRIES, each try waits twice as long
+    as the one before (up to MAX_WAIT_SECONDS). Kept per address, not per session, so a new
+    websocket does not start over."""
+
+    clock: Callable[[], float] = time.monotonic
+    _failures: dict[str, tuple[int, float]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wait_seconds(self, address: str) -> float:
+        """How long `address` must wait before its next try (0 when it may try now)."""
+        with self._lock:
+            failures, last = self._failures.get(address, (0, 0.0))
+        if failures < FREE_TRIES:
+            return 0.0
+        delay = min(MAX_WAIT_SECONDS, 2.0 ** (failures - FREE_TRIES + 1))
+        return max(0.0, last + delay - self.clock())
+
+    def failed(self, address: str) -> None:
+        with self._lock:
+            failures, _ = self._failures.get(address, (0, 0.0))
+            self._failures[address] = (failures + 1, self.clock())
+            if len(self._failures) > 10_000:  # bounded: forget the oldest addresses
+                for stale in sorted(self._failures, key=lambda a: self._failures[a][1])[:5000]:
+                    del self._failures[stale]
+
+    def succeeded(self, address: str) -> None:
+        with self._lock:
+            self._failures.pop(address, None)
+
+
+def _usable(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return None
+    if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast:
+        return None
+    return ip
+
+
+def join_addresses(interfaces: Mapping[str, Iterable[str]],
+                   default_address: str | None) -> list[str]:
+    """The addresses other devices can reach this machine at, best first.
+
+    `interfaces` maps an interface name to its addresses (as `psutil.net_if_addrs` gives
+    them); `default_address` is the source address of the default route, if any. The default
+    route's address comes first, then private IPv4 addresses (a classroom network), then any
+    other IPv4, then IPv6. Loopback, link-local and unparsable addresses are never listed."""
+    found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for addresses in interfaces.values():
+        for address in addresses:
+            ip = _usable(address)
+            if ip is not None and ip not in found:
+                found.append(ip)
+    default = _usable(default_address) if default_address else None
+
+    def rank(ip) -> int:
+        if ip == default:
+            return 0
+        if ip.version == 4:
+            return 1 if ip.is_private else 2
+        return 3
+
+    ordered = sorted(found, key=rank)
+    if default is not None and default not in found:
+        ordered.insert(0, default)
+    return [str(ip) for ip in ordered]
+
+
+def join_url(address: str, port: int) -> str:
+    host = f"[{address}]" if ":" in address else address
+    return f"http://{host}:{port}"
+
+
+def machine_interfaces() -> dict[str, list[str]]:
+    """The machine's interfaces that are up, with their IPv4 and IPv6 addresses."""
+    import psutil  # only the server needs it, and only for the join view
+
+    stats = psutil.net_if_stats()
+    table: dict[str, list[str]] = {}
+    for name, addresses in psutil.net_if_addrs().items():
+        if name in stats and not stats[name].isup:
+            continue
+        table[name] = [a.address for a in addresses
+                       if a.family in (socket.AF_INET, socket.AF_INET6)]
+    return table
+
+
+def default_route_address() -> str | None:
+    """The local address of the default route. Connecting a UDP socket only asks the kernel
+    which route it would take: nothing is sent (192.0.2.1 is a documentation address)."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1", 9))
+        return probe.getsockname()[0]
+    except OSError:  # no default route: offline, or a network without a gateway
+        return None
+    finally:
+        probe.close()
+
+
+def join_urls(port: int) -> list[str]:
+    """Where students join: `MNIST_JOIN_URL` if set, else one URL per reachable address."""
+    override = os.environ.get(JOIN_URL_ENV, "").strip()
+    if override:
+        return [override]
+    return [join_url(a, port) for a in join_addresses(machine_interfaces(),
+                                                      default_route_address())]

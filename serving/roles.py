@@ -1,0 +1,165 @@
+"""The visitor's role in this session, the teacher's sign-in, and who is connected.
+
+The rules are `mnist_core.classroom`'s; this module applies them to Streamlit's session.
+Every teacher-only action calls `teacher_only()` in the function that acts, so a crafted
+widget value from a student's session changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from unittest.mock import NonCallableMock
+
+import streamlit as st
+from streamlit import runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+from mnist_core import classroom
+from serving import guard
+
+log = logging.getLogger(__name__)
+
+SIGNED_IN = "roles_signed_in"  # session_state: True once the password was given
+STUDENT_SEEN_LIMIT = 5000
+
+
+def peer() -> str | None:
+    """This session's websocket peer (see `guard.client_peer`)."""
+    ctx = get_script_run_ctx()
+    if ctx is None or not runtime.exists():
+        return None  # a bare script run, on the server's own machine
+    instance = runtime.get_instance()
+    if isinstance(instance, NonCallableMock):
+        return None  # AppTest's stand-in runtime: a test on the server's own machine
+    return guard.client_peer(instance.get_client(ctx.session_id))
+
+
+def role() -> str:
+    current = classroom.role_for(peer(), bool(st.session_state.get(SIGNED_IN)))
+    if current == classroom.STUDENT:
+        _students().seen(peer())
+    return current
+
+
+def is_teacher() -> bool:
+    return role() == classroom.TEACHER
+
+
+def teacher_only(action: str) -> bool:
+    """True when this session may `action`; otherwise say so on the page and log it."""
+    if is_teacher():
+        return True
+    log.warning("Refused a teacher-only action from a student (%s): %s", peer(), action)
+    st.error(f"Only the teacher can {action}.")
+    return False
+
+
+class _Students:
+    """Addresses of students seen by this server, with when (bounded)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._seen: dict[str, float] = {}
+
+    def seen(self, address: str | None) -> None:
+        with self._lock:
+            self._seen[str(address)] = time.time()
+            if len(self._seen) > STUDENT_SEEN_LIMIT:
+                self._seen.pop(next(iter(self._seen)))
+
+    def since(self, when: float) -> int:
+        with self._lock:
+            return sum(1 for t in self._seen.values() if t >= when)
+
+
+@st.cache_resource
+def _students() -> _Students:
+    return _Students()
+
+
+@st.cache_resource
+def _throttle() -> classroom.SignInThrottle:
+    return classroom.SignInThrottle()
+
+
+@st.cache_resource
+def _join_view() -> dict[str, float]:
+    """When this server first showed the join view (for the "nobody joined" hint)."""
+    return {}
+
+
+def join_view_shown() -> float:
+    """Seconds since the join view was first shown on this server."""
+    first = _join_view().setdefault("first", time.time())
+    return time.time() - first
+
+
+def students_seen_since_join() -> int:
+    first = _join_view().get("first")
+    return 0 if first is None else _students().since(first)
+
+
+def connected() -> tuple[int, int]:
+    """Visitors connected to this server now, and how many of them are students."""
+    try:  # the runtime's session list: there is no public API for it
+        sessions = runtime.get_instance()._session_mgr.list_active_sessions()
+    except Exception:  # no runtime (AppTest), or Streamlit changed: say nothing wrong
+        return 0, 0
+    students = 0
+    for info in sessions:
+        if classroom.role_for(guard.client_peer(info.client)) == classroom.STUDENT:
+            students += 1
+    return len(sessions), students
+
+
+def _sign_in() -> None:
+    """Callback of the password field: compare, throttle, remember in this session."""
+    given = st.session_state.get("roles_password", "")
+    st.session_state.roles_password = ""
+    expected = classroom.configured_password()
+    if not given or expected is None:
+        return
+    address = str(peer())
+    wait = _throttle().wait_seconds(address)
+    if wait > 0:
+        st.session_state.roles_message = (f"Too many wrong passwords: try again in "
+                                          f"{wait:.0f} s.")
+        return
+    if classroom.password_matches(given, expected):
+        _throttle().succeeded(address)
+        st.session_state[SIGNED_IN] = True
+        st.session_state.roles_message = None
+        log.info("Teacher signed in from %s", address)
+    else:
+        _throttle().failed(address)
+        log.warning("Wrong teacher password from %s", address)
+        st.session_state.roles_message = "Wrong password."
+
+
+def _sign_out() -> None:
+    st.session_state[SIGNED_IN] = False
+
+
+def sidebar() -> None:
+    """Who you are here; the password field for a teacher on another device; sign-out."""
+    with st.sidebar:
+        if classroom.role_for(peer()) == classroom.TEACHER:
+            st.caption(":material/school: You are the **teacher** (on the server's machine).")
+            if classroom.configured_password() is None and not classroom.single_user():
+                st.caption(
+                    "To teach from another device (a tablet), start the server with "
+                    f"`{classroom.PASSWORD_ENV}=...` and sign in there.")
+            return
+        if st.session_state.get(SIGNED_IN):
+            st.caption(":material/school: Signed in as the **teacher**.")
+            st.button("Sign out", on_click=_sign_out, key="roles_sign_out")
+            return
+        if classroom.configured_password() is None:
+            return
+        st.text_input("Teacher password", type="password", key="roles_password",
+                      on_change=_sign_in, max_chars=200)
+        message = st.session_state.get("roles_message")
+        if message:
+            st.error(message)

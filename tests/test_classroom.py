@@ -1,0 +1,137 @@
+"""Who is the teacher, and where students join: the pure rules of mnist_core.classroom."""
+
+from __future__ import annotations
+
+import pytest
+
+from mnist_core import classroom
+from mnist_core.classroom import STUDENT, TEACHER
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(autouse=True)
+def _no_switches(monkeypatch):
+    for name in (classroom.TRUST_LOCALHOST_ENV, classroom.SINGLE_USER_ENV,
+                 classroom.PASSWORD_ENV, classroom.JOIN_URL_ENV):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize("ip", [None, "::ffff:127.0.0.1", "127.0.0.1", "::1"])
+def test_a_visitor_on_the_servers_machine_is_the_teacher(ip):
+    assert classroom.is_local_peer(ip)
+    assert classroom.role_for(ip) == TEACHER
+
+
+@pytest.mark.parametrize("ip", ["::ffff:127.0.0.2", "127.0.0.2", "::ffff:192.168.1.20",
+                                "10.0.0.5", "192.168.1.20", "fe80::1", "2001:db8::7",
+                                "unknown", ""])
+def test_every_other_address_is_a_student(ip):
+    assert not classroom.is_local_peer(ip)
+    assert classroom.role_for(ip) == STUDENT
+
+
+def test_a_student_who_signed_in_is_the_teacher():
+    assert classroom.role_for("10.0.0.5", signed_in=True) == TEACHER
+
+
+def test_untrusting_localhost_makes_local_visitors_students(monkeypatch):
+    monkeypatch.setenv(classroom.TRUST_LOCALHOST_ENV, "0")
+    assert classroom.role_for(None) == STUDENT
+    assert classroom.role_for("::ffff:127.0.0.1") == STUDENT
+    assert classroom.role_for(None, signed_in=True) == TEACHER
+
+
+def test_single_user_makes_everyone_the_teacher(monkeypatch):
+    assert classroom.role_for("10.0.0.5") == STUDENT
+    monkeypatch.setenv(classroom.SINGLE_USER_ENV, "1")
+    assert classroom.role_for("10.0.0.5") == TEACHER
+
+
+@pytest.mark.parametrize("value, expected", [("0", False), ("false", False), ("off", False),
+                                             ("1", True), ("yes", True), ("", True)])
+def test_the_trust_switch_reads_common_spellings(monkeypatch, value, expected):
+    monkeypatch.setenv(classroom.TRUST_LOCALHOST_ENV, value)
+    assert classroom.trust_localhost() is expected
+
+
+def test_password_compare_is_exact():
+    assert classroom.password_matches("correct horse", "correct horse")
+    assert not classroom.password_matches("correct hors", "correct horse")
+    assert not classroom.password_matches("", "x")
+    assert classroom.password_matches("żółw\udcff", "żółw\udcff")  # any text, even odd
+
+
+def test_an_unset_or_empty_password_means_none(monkeypatch):
+    assert classroom.configured_password() is None
+    monkeypatch.setenv(classroom.PASSWORD_ENV, "")
+    assert classroom.configured_password() is None
+    monkeypatch.setenv(classroom.PASSWORD_ENV, "s3cret")
+    assert classroom.configured_password() == "s3cret"
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_wrong_passwords_slow_down_per_address():
+    clock = FakeClock()
+    throttle = classroom.SignInThrottle(clock=clock)
+    for _ in range(classroom.FREE_TRIES):
+        assert throttle.wait_seconds("10.0.0.5") == 0
+        throttle.failed("10.0.0.5")
+    first_wait = throttle.wait_seconds("10.0.0.5")
+    assert first_wait > 0
+    assert throttle.wait_seconds("10.0.0.6") == 0  # another address is not slowed
+    clock.now += first_wait
+    assert throttle.wait_seconds("10.0.0.5") == 0
+    throttle.failed("10.0.0.5")
+    assert throttle.wait_seconds("10.0.0.5") == 2 * first_wait  # doubles each time
+    for _ in range(20):
+        throttle.failed("10.0.0.5")
+    assert throttle.wait_seconds("10.0.0.5") == classroom.MAX_WAIT_SECONDS
+    throttle.succeeded("10.0.0.5")
+    assert throttle.wait_seconds("10.0.0.5") == 0
+
+
+def test_the_throttle_forgets_old_addresses_beyond_a_bound():
+    throttle = classroom.SignInThrottle(clock=FakeClock())
+    for n in range(10_050):
+        throttle.failed(f"10.{n // 65536}.{n // 256 % 256}.{n % 256}")
+    assert len(throttle._failures) <= 10_000
+
+
+INTERFACES = {
+    "lo": ["127.0.0.1", "::1"],
+    "wlan0": ["192.168.1.20", "fe80::1234%wlan0", "2001:db8::20"],
+    "docker0": ["172.17.0.1"],
+    "eth0": ["203.0.113.7"],
+    "usb0": ["169.254.3.4"],
+    "weird": ["not an address"],
+}
+
+
+def test_join_address_puts_the_default_route_first_and_never_loopback():
+    assert classroom.join_addresses(INTERFACES, "203.0.113.7") == [
+        "203.0.113.7", "192.168.1.20", "172.17.0.1", "2001:db8::20"]
+
+
+def test_join_address_without_a_default_route_prefers_private_ipv4():
+    assert classroom.join_addresses(INTERFACES, None) == [
+        "192.168.1.20", "172.17.0.1", "203.0.113.7", "2001:db8::20"]
+
+
+def test_join_address_on_a_machine_with_only_loopback_is_empty():
+    assert classroom.join_addresses({"lo": ["127.0.0.1", "::1"]}, None) == []
+    assert classroom.join_addresses({"lo": ["127.0.0.1"]}, "127.0.0.1") == []
+
+
+def test_join_url_brackets_ipv6_and_the_override_wins(monkeypatch):
+    assert classroom.join_url("192.168.1.20", 8501) == "http://192.168.1.20:8501"
+    assert classroom.join_url("2001:db8::20", 8501) == "http://[2001:db8::20]:8501"
+    monkeypatch.setenv(classroom.JOIN_URL_ENV, "http://mnist.local:8501")
+    assert classroom.join_urls(8501) == ["http://mnist.local:8501"]

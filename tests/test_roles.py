@@ -1,0 +1,360 @@
+"""Classroom roles in real Chromium: the teacher on the server's machine, students through a
+loopback relay from 127.0.0.2 (as a phone on the room's Wi-Fi would be seen)."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+from mnist_core.drawings import DrawingStore
+from mnist_core.preprocess import thumbnail_png
+from mnist_core.runs.lease import TrainingLease
+from tests import e2e, wire
+from tests.relay import LoopbackRelay
+
+pytestmark = pytest.mark.browser
+PASSWORD = "correct horse battery"
+PHONE = dict(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+             device_scale_factor=3)
+
+
+@pytest.fixture(scope="module")
+def classroom(tmp_path_factory, trained_store):
+    """A server with a trained model and a few drawings, its teacher's URL and a student's."""
+    root = tmp_path_factory.mktemp("classroom")
+    models = root / "models"
+    shutil.copytree(trained_store.root, models)
+    add_drawings(models)
+    server = e2e.AppServer(models, root / "server.log",
+                           env={"MNIST_TEACHER_PASSWORD": PASSWORD}).start()
+    try:
+        with LoopbackRelay(server.port) as relay:
+            yield server, relay, models
+    finally:
+        server.stop()
+
+
+def add_drawings(models) -> None:
+    store = DrawingStore(models / "drawings.db")
+    run_id = next(p.name for p in models.iterdir() if p.is_dir())
+    for label in (3, 5):
+        store.add(np.zeros((28, 28), np.uint8), thumbnail_png(np.zeros((280, 280), np.uint8)),
+                  label, np.eye(10)[label], run_id)
+
+
+def visitor(browser, **options):
+    page = browser.new_context(**(options or {"viewport": {"width": 1300, "height": 1200}})) \
+        .new_page()
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    return page
+
+
+def main_text(page) -> str:
+    return page.get_by_test_id("stMain").inner_text()
+
+
+def has_button(page, name: str) -> bool:
+    """A button or a page link of the app's own page (not of Streamlit's toolbar)."""
+    main = page.get_by_test_id("stMainBlockContainer")
+    return (e2e.app_button(page, name).count() > 0
+            or main.get_by_role("link", name=name).count() > 0)
+
+
+def assert_clean(page):
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.errors == []
+
+
+# Per page: controls only the teacher has, and something everyone sees.
+PAGES = {
+    "": (["Presenter view: the QR code full screen"], "Dataset"),
+    "Train": (["Start training", "Stop", "Use the notebook's settings (batch 32, RMSprop)"],
+              "Live training"),
+    "Draw": ([], "Stroke width"),
+    "Class_drawings": (["Prepare mnist.npz", "Fine-tune", "Delete all drawings"],
+                       "Accuracy on drawings"),
+    "Explore": ([], "x_train"),
+    "Inside_the_network": ([], "Layer by layer"),
+}
+
+
+@pytest.mark.parametrize("path", list(PAGES))
+def test_each_page_shows_teacher_controls_to_the_teacher_only(classroom, browser, path):
+    server, relay, _ = classroom
+    controls, shared = PAGES[path]
+    teacher, student = visitor(browser), visitor(browser)
+    try:
+        e2e.open_page(teacher, f"{server.url}/{path}")
+        e2e.open_page(student, f"{relay.url}/{path}")
+        for page in (teacher, student):
+            page.get_by_text(shared).first.wait_for(timeout=60000)
+            assert_clean(page)
+        if path == "Class_drawings":  # the export/delete expander must be opened to see them
+            teacher.get_by_text("Export or delete drawings").click()
+        for name in controls:
+            assert has_button(teacher, name), name
+            assert not has_button(student, name), name
+            assert student.get_by_text(name, exact=True).count() == 0, name
+        sidebar = student.get_by_test_id("stSidebar")
+        sidebar.get_by_text("Inside the network").wait_for(timeout=30000)
+        assert sidebar.get_by_text("Join", exact=True).count() == 0  # the teacher's view
+        assert "Students join at" not in main_text(student)
+        assert "Deploy" not in student.inner_text("body")
+        for page in (teacher, student):  # the first entry reads "Home", none the file's "app"
+            sidebar_links = page.get_by_test_id("stSidebar").locator("a")
+            sidebar_links.last.wait_for(timeout=30000)
+            links = sidebar_links.all_inner_texts()
+            assert links[0].split()[-1] == "Home" and not any(
+                link.split()[-1] == "app" for link in links), links
+    finally:
+        teacher.context.close()
+        student.context.close()
+
+
+def test_train_page_shows_students_the_draw_model_without_a_chooser(classroom, browser):
+    server, relay, _ = classroom
+    student = visitor(browser)
+    try:
+        e2e.open_page(student, f"{relay.url}/Train")
+        student.get_by_text("The model the Draw page uses").wait_for(timeout=60000)
+        assert student.get_by_text("Model for Draw").count() == 0
+        assert student.get_by_text("Delete runs").count() == 0
+        assert_clean(student)
+    finally:
+        student.context.close()
+
+
+def sign_in(page, password: str) -> None:
+    field = page.get_by_label("Teacher password")
+    field.fill(password)
+    field.press("Enter")
+
+
+def test_password_flow_wrong_right_and_sign_out(classroom, browser):
+    server, relay, _ = classroom
+    student = visitor(browser)
+    try:
+        e2e.open_page(student, f"{relay.url}/Train")
+        assert not has_button(student, "Start training")
+        sign_in(student, "not it")
+        student.get_by_text("Wrong password.").wait_for(timeout=30000)
+        assert not has_button(student, "Start training")
+        sign_in(student, PASSWORD)
+        student.get_by_text("Signed in as the teacher").wait_for(timeout=30000)
+        e2e.app_button(student, "Start training").wait_for(timeout=30000)
+        # A dropped connection (a locked screen) comes back to the same, signed-in session.
+        with student.expect_websocket(timeout=60000):  # the browser reconnects by itself
+            relay.drop_connections()
+        student.wait_for_function(
+            "!(document.querySelector('[data-testid=\"stStatusWidget\"]')?.innerText ?? '')"
+            ".match(/Connecting|Running/)", timeout=60000)
+        student.get_by_test_id("stSidebar").get_by_text("Class drawings").click()
+        student.get_by_text("Fine-tune on the class's drawings").wait_for(timeout=60000)
+        assert student.get_by_text("Signed in as the teacher").count() == 1
+        student.get_by_test_id("stSidebar").get_by_role("button", name="Sign out").click()
+        student.get_by_label("Teacher password").wait_for(timeout=30000)
+        student.get_by_text("Fine-tune on the class's drawings").wait_for(state="detached",
+                                                                           timeout=60000)
+        assert not has_button(student, "Delete all drawings")
+        assert_clean(student)
+    finally:
+        student.context.close()
+
+
+def test_the_join_qr_code_decodes_to_the_join_url(classroom, browser):
+    zxingcpp = pytest.importorskip("zxingcpp")
+    server, _, _ = classroom
+    teacher = visitor(browser)
+    try:
+        e2e.open_page(teacher, server.url)
+        heading = teacher.get_by_text(re.compile(r"Students join at http://")).first
+        heading.wait_for(timeout=60000)
+        url = re.search(r"http://\S+", heading.inner_text()).group(0)
+        assert url.endswith(f":{server.port}")
+        assert not url.startswith(("http://127.", "http://localhost", "http://[::1]"))
+        image = teacher.get_by_role("img", name="Scan to join").first \
+            if teacher.get_by_role("img", name="Scan to join").count() else \
+            teacher.locator('[data-testid="stImage"] img').first
+        png = teacher.request.get(server.url + image.get_attribute("src")
+                                  if image.get_attribute("src").startswith("/")
+                                  else image.get_attribute("src")).body()
+        decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)).convert("L"))
+        assert [code.text for code in decoded] == [url]
+        teacher.get_by_text("Presenter view: the QR code full screen").click()
+        teacher.wait_for_url(re.compile(r"/Join$"))
+        teacher.get_by_text(url, exact=True).wait_for(timeout=30000)
+        assert_clean(teacher)
+    finally:
+        teacher.context.close()
+
+
+def test_on_a_phone_a_student_draws_sees_the_prediction_and_clears(classroom, browser):
+    _, relay, _ = classroom
+    phone = visitor(browser, **PHONE)
+    try:
+        e2e.open_page(phone, f"{relay.url}/Draw")
+        canvas = phone.locator("canvas.upper-canvas")
+        canvas.wait_for(timeout=60000)
+        scrolled = phone.evaluate("window.scrollY")
+        e2e.draw_by_touch(phone, 7)
+        assert e2e.final_prediction(phone, "7") == "7"
+        assert phone.evaluate("window.scrollY") == scrolled  # the finger drew, not scrolled
+        # The prediction is right under the canvas, on screen without scrolling.
+        below = e2e.prediction(phone).bounding_box()
+        assert below["y"] >= canvas.bounding_box()["y"]
+        labels = phone.locator('[data-testid="stButtonGroup"] button')  # "No, it is a" 0-9
+        for button in [e2e.app_button(phone, "Yes, it is a 7"), labels.nth(3), labels.nth(9)]:
+            box = button.bounding_box()
+            assert box["height"] >= 44 and box["width"] >= 44, box  # a thumb's size
+        e2e.app_button(phone, "Clear").tap()
+        e2e.prediction(phone).wait_for(state="detached", timeout=30000)
+        assert phone.get_by_text("Draw a digit").count()
+        assert_clean(phone)
+    finally:
+        phone.context.close()
+
+
+def test_train_charts_fit_a_phone_screen(classroom, browser):
+    _, relay, _ = classroom
+    phone = visitor(browser, **PHONE)
+    try:
+        e2e.open_page(phone, f"{relay.url}/Train")
+        charts = phone.locator('[data-testid="stVegaLiteChart"]')
+        charts.first.wait_for(timeout=60000)
+        widths = [charts.nth(i).bounding_box()["width"] for i in range(charts.count())]
+        assert widths and max(widths) <= 390
+        main = phone.get_by_test_id("stMain")
+        assert main.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
+        assert_clean(phone)
+    finally:
+        phone.context.close()
+
+
+async def _widget_ids(url: str, page: str) -> dict[str, str]:
+    """Every widget of `page` as a session of `url` sees it: label -> widget id."""
+    import websockets
+
+    ids: dict[str, str] = {}
+    page_hash = ""
+    async with websockets.connect(url.replace("http://", "ws://") + "/_stcore/stream",
+                                  subprotocols=["streamlit"], max_size=None) as ws:
+        message = BackMsg()
+        message.rerun_script.page_name = page
+        await ws.send(message.SerializeToString())
+        while True:
+            reply = ForwardMsg()
+            reply.ParseFromString(await ws.recv())
+            kind = reply.WhichOneof("type")
+            if kind == "navigation":
+                page_hash = reply.navigation.page_script_hash
+            elif kind == "delta" and reply.delta.WhichOneof("type") == "new_element":
+                element = reply.delta.new_element
+                inner = getattr(element, element.WhichOneof("type"))
+                if hasattr(inner, "id") and hasattr(inner, "label") and inner.id:
+                    ids[inner.label] = inner.id
+            elif kind == "script_finished":
+                ids["__page_hash__"] = page_hash
+                return ids
+
+
+async def _press_as(url: str, page: str, page_hash: str, button: str,
+                    checked: tuple[str, ...] = ()) -> list[str]:
+    """From a new session of `url`, tick the `checked` checkboxes and press `button` (widget
+    ids), as a crafted websocket message would; return the alerts the page shows."""
+    import websockets
+
+    errors = []
+    async with websockets.connect(url.replace("http://", "ws://") + "/_stcore/stream",
+                                  subprotocols=["streamlit"], max_size=None) as ws:
+        # Load the page, tick the boxes, then press: as a browser would, one run each.
+        for step in ("load", "tick", "press"):
+            message = BackMsg()
+            message.rerun_script.page_name = page
+            message.rerun_script.page_script_hash = page_hash
+            for box in checked if step != "load" else ():
+                widget = message.rerun_script.widget_states.widgets.add()
+                widget.id = box
+                widget.bool_value = True
+            if step == "press":
+                widget = message.rerun_script.widget_states.widgets.add()
+                widget.id = button
+                widget.trigger_value = True
+            await ws.send(message.SerializeToString())
+            while True:
+                reply = ForwardMsg()
+                reply.ParseFromString(await ws.recv())
+                kind = reply.WhichOneof("type")
+                if kind == "delta" and reply.delta.WhichOneof("type") == "new_element":
+                    element = reply.delta.new_element
+                    if element.WhichOneof("type") == "alert":
+                        errors.append(element.alert.body)
+                elif kind == "script_finished":
+                    break
+    return errors
+
+
+def test_a_student_sending_teacher_widget_values_changes_nothing(classroom):
+    server, relay, models = classroom
+    runs_before = sorted(p.name for p in models.iterdir())
+    drawings_before = DrawingStore(models / "drawings.db").count()
+    sure = f"I want to delete all {drawings_before:,} drawings"
+    presses = [("Train", "Start training", ()), ("Class_drawings", "Delete all drawings", (sure,))]
+    for page, label, boxes in presses:
+        ids = wire.run(_widget_ids(server.url, page))  # the teacher's session sees the button
+        assert label in ids, sorted(ids)
+        wire.run(_press_as(relay.url, page, ids["__page_hash__"], ids[label],
+                           tuple(ids[b] for b in boxes)))
+    assert TrainingLease(models).current() is None
+    assert sorted(p.name for p in models.iterdir()) == runs_before
+    assert DrawingStore(models / "drawings.db").count() == drawings_before
+    # The same press from the teacher's own session does act: the ids were the real ones.
+    ids = wire.run(_widget_ids(server.url, "Class_drawings"))
+    wire.run(_press_as(server.url, "Class_drawings", ids["__page_hash__"],
+                       ids["Delete all drawings"], (ids[sure],)))
+    assert DrawingStore(models / "drawings.db").count() == 0
+    add_drawings(models)  # as the other tests found them
+
+
+async def _send_developer_message(url: str, kind: str) -> None:
+    import websockets
+
+    async with websockets.connect(url.replace("http://", "ws://") + "/_stcore/stream",
+                                  subprotocols=["streamlit"], max_size=None) as ws:
+        message = BackMsg()
+        message.rerun_script.page_name = "Explore"
+        await ws.send(message.SerializeToString())
+        while True:  # the page has run: the session exists
+            reply = ForwardMsg()
+            reply.ParseFromString(await ws.recv())
+            if reply.WhichOneof("type") == "script_finished":
+                break
+        message = BackMsg()
+        setattr(message, kind, True)
+        await ws.send(message.SerializeToString())
+        await ws.send(BackMsg(app_heartbeat=True).SerializeToString())
+        while True:  # the heartbeat's answer comes after the message was handled
+            reply = ForwardMsg()
+            reply.ParseFromString(await ws.recv())
+            if reply.WhichOneof("type") == "heartbeat_ack":
+                return
+
+
+def test_a_students_developer_messages_are_dropped_and_logged(classroom):
+    server, relay, _ = classroom
+    for kind in ("clear_cache", "set_run_on_save"):
+        wire.run(_send_developer_message(relay.url, kind))
+        log = server.log_path.read_text()
+        assert f"Dropped {kind} from a student's session (::ffff:127.0.0.2)" in log
+    wire.run(_send_developer_message(server.url, "clear_cache"))  # the teacher's goes through
+    assert "Dropped clear_cache from a student's session (None)" not in server.log_path.read_text()
+    # Streamlit itself refuses its debug shutdown outside development mode: still serving.
+    wire.run(_send_developer_message(relay.url, "debug_shutdown_runtime"))
+    wire.run(_send_developer_message(relay.url, "clear_cache"))
