@@ -145,9 +145,10 @@ def start_training(config: TrainConfig, drawings_npz: bytes | None = None) -> bo
     return True
 
 
-@st.cache_data(ttl=1.0, show_spinner=False)
+@st.cache_resource(ttl=1.0, show_spinner=False)
 def scan() -> Scan:
-    """The models folder, read at most once a second however many visitors ask."""
+    """The models folder, read at most once a second however many visitors ask. A shared
+    object (read-only dataclasses), not a copy: no page run copies the run list."""
     return store().scan()
 
 

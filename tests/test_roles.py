@@ -358,3 +358,22 @@ def test_a_students_developer_messages_are_dropped_and_logged(classroom):
     # Streamlit itself refuses its debug shutdown outside development mode: still serving.
     wire.run(_send_developer_message(relay.url, "debug_shutdown_runtime"))
     wire.run(_send_developer_message(relay.url, "clear_cache"))
+
+
+@pytest.mark.parametrize("path", list(PAGES))
+def test_every_page_fits_a_phone_screen(classroom, browser, path):
+    _, relay, _ = classroom
+    phone = visitor(browser, **PHONE)
+    try:
+        e2e.open_page(phone, f"{relay.url}/{path}")
+        phone.get_by_text(PAGES[path][1]).first.wait_for(timeout=60000)
+        main = phone.get_by_test_id("stMain")
+        assert main.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), path
+        too_wide = phone.evaluate("""() => [...document.querySelectorAll(
+                '[data-testid="stMain"] img, [data-testid="stMain"] canvas')]
+            .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+            .map(e => e.alt || e.tagName)""")
+        assert too_wide == [], (path, too_wide)
+        assert_clean(phone)
+    finally:
+        phone.context.close()
