@@ -33,7 +33,8 @@ with col_data:
     st.markdown(
         f"`x_train` {data.x_train.shape} `{data.x_train.dtype}`, "
         f"values {data.x_train.min()}-{data.x_train.max()}  \n"
-        f"`x_valid` {data.x_valid.shape}  \nfrom `{data.source}`"
+        f"`x_valid` {data.x_valid.shape}"
+        + (f"  \nfrom `{data.source}`" if roles.is_teacher() else "")
     )
 with col_model:
     st.subheader("Current model")
@@ -83,7 +84,8 @@ PAGES = [
 for column, (path, label, icon, caption) in zip(st.columns(len(PAGES)), PAGES, strict=True):
     column.page_link(path, label=label, icon=icon)
     column.caption(caption)
-ui.show_skipped(scan)
+if roles.is_teacher():
+    ui.show_skipped(scan)
 
 st.caption(
     "MNIST by Yann LeCun, Corinna Cortes and Christopher J.C. Burges, CC BY-SA 3.0. "

@@ -38,7 +38,7 @@ import threading
 import time
 import zlib
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -302,8 +302,8 @@ class BrowserVisitor:
         self.relay.__exit__()
 
 
-def spread(values: list[float]) -> str:
-    return f"median {statistics.median(values):,.0f}   max {max(values):,.0f}"
+def spread(values: list[float], digits: int = 0) -> str:
+    return f"median {statistics.median(values):,.{digits}f}   max {max(values):,.{digits}f}"
 
 
 def per_second_bins(received: list[Received], start: float, seconds: int, key) -> list[int]:
@@ -385,7 +385,7 @@ def report(args, visitors, browsers, start, end, wire, relay, steps_before, snap
     print(f"  permessage-deflate negotiated (websockets client asks for it): "
           f"{sorted({v.extensions for v in visitors})}")
     print(f"  fragment reruns finished per visitor per second: "
-          f"{spread([n / seconds for n in reruns]).replace(',', '')}  "
+          f"{spread([n / seconds for n in reruns], 2)}  "
           f"(run_every=1.0)")
     print("  bytes per visitor per second (median and max over visitors; "
           "over single 1-s bins in brackets):")

@@ -1,7 +1,7 @@
 """A class at once: visitors drawing on /Draw while a training runs from /Train.
 
-    python -m benchmarks.load_test [--visitors 10] [--wire-visitors 0] [--seconds 60]
-                                   [--no-training]
+    python -m benchmarks.load_test [--visitors 10] [--wire-visitors 0] [--wire-pace 0.8 1.2]
+                                   [--seconds 60] [--no-training]
 
 Starts the app on a free port with a fresh models folder, trains the default model once
 alone (through the Train page) for a baseline, then opens N independent Chromium contexts
@@ -148,20 +148,21 @@ class Pace:
     """A digit every second or so (0.8-1.2 s), each visitor starting at its own moment, as in
     a class: visitors in lockstep would all hit the server in the same millisecond."""
 
-    def __init__(self, number: int, until: float):
-        self.number, self.until = number, until
+    def __init__(self, number: int, until: float, every: tuple[float, float] = (0.8, 1.2)):
+        self.number, self.until, self.every = number, until, every
         self.random = random.Random(number)
 
     async def digits(self):
         """The digits this visitor draws, in turn, until `until`."""
-        await asyncio.sleep(self.random.uniform(0.0, 1.0))
+        await asyncio.sleep(self.random.uniform(0.0, self.every[1]))
         digits = list(e2e.DIGIT_STROKES)
         turn = 0
         while time.time() < self.until:
             started = time.time()
             yield digits[(self.number + turn) % len(digits)]
             turn += 1
-            await asyncio.sleep(max(0.0, self.random.uniform(0.8, 1.2) - (time.time() - started)))
+            await asyncio.sleep(max(0.0, self.random.uniform(*self.every)
+                                    - (time.time() - started)))
 
 
 # streamlit-drawable-canvas 0.13 sends a drawing 200 ms after the last change (`Bc = 200`).
@@ -269,11 +270,12 @@ async def teacher_trains(browser, url: str, models_dir: Path, result: LoadResult
         await context.close()
 
 
-async def wire_visitor(url: str, number: int, until: float, result: LoadResult) -> None:
+async def wire_visitor(url: str, number: int, until: float, result: LoadResult,
+                       every: tuple[float, float] = (0.8, 1.2)) -> None:
     """A visitor without a browser: clear, send a drawn digit, read the Prediction."""
     try:
-        async with wire.DrawVisitor(url) as session:
-            async for digit in Pace(number, until).digits():
+        async with wire.DrawVisitor(url, timeout=120) as session:
+            async for digit in Pace(number, until, every).digits():
                 await session.clear()
                 prediction, seconds = await session.draw(digit)
                 result.wire_latencies.append(seconds)
@@ -288,7 +290,8 @@ def newest_fit_seconds(models_dir: Path) -> float | None:
 
 
 async def _load(url: str, models_dir: Path, visitors: int, wire_visitors: int, seconds: float,
-                train: bool, result: LoadResult, meter: CpuMeter) -> None:
+                train: bool, result: LoadResult, meter: CpuMeter,
+                wire_pace: tuple[float, float] = (0.8, 1.2)) -> None:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
@@ -304,7 +307,8 @@ async def _load(url: str, models_dir: Path, visitors: int, wire_visitors: int, s
         meter.mark()
         tasks = [visitor(page, i, until, result) for i, page in enumerate(pages)
                  if not isinstance(page, BaseException)]
-        tasks += [wire_visitor(url, visitors + i, until, result) for i in range(wire_visitors)]
+        tasks += [wire_visitor(url, visitors + i, until, result, wire_pace)
+                  for i in range(wire_visitors)]
         if train:
             tasks.append(teacher_trains(browser, url, models_dir, result))
         await asyncio.gather(*tasks)
@@ -315,7 +319,8 @@ async def _load(url: str, models_dir: Path, visitors: int, wire_visitors: int, s
 
 
 def run_load(visitors: int, seconds: float, train: bool = True, work_dir: Path | None = None,
-             wire_visitors: int = 0) -> LoadResult:
+             wire_visitors: int = 0,
+             wire_pace: tuple[float, float] = (0.8, 1.2)) -> LoadResult:
     """Start the app, run the load, stop the app; everything lives in `work_dir`."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(work_dir or tmp)
@@ -335,7 +340,7 @@ def run_load(visitors: int, seconds: float, train: bool = True, work_dir: Path |
         sampler.start()
         try:
             asyncio.run(_load(server.url, models, visitors, wire_visitors, seconds, train, result,
-                              meter))
+                              meter, wire_pace))
         finally:
             sampling.set()
             server.stop()
@@ -347,13 +352,16 @@ def main() -> None:
     parser.add_argument("--visitors", type=int, default=10, help="visitors in Chromium")
     parser.add_argument("--wire-visitors", type=int, default=0,
                         help="visitors without a browser (Streamlit's websocket protocol)")
+    parser.add_argument("--wire-pace", type=float, nargs=2, default=(0.8, 1.2),
+                        metavar=("LOW", "HIGH"),
+                        help="seconds between two drawings of a visitor without a browser")
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--no-training", action="store_true",
                         help="visitors only, no training while they draw")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args()
     result = run_load(args.visitors, args.seconds, train=not args.no_training,
-                      wire_visitors=args.wire_visitors)
+                      wire_visitors=args.wire_visitors, wire_pace=tuple(args.wire_pace))
     print(result.report())
     if args.json:
         print(json.dumps({

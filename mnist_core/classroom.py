@@ -59,6 +59,34 @@ def is_local_peer(ip: str | None) -> bool:
     return ip in LOCAL_PEERS
 
 
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+def is_local_host(host: str) -> bool:
+    """Whether an HTTP Host header names this machine's loopback (any port): what a
+    browser on the server's machine sends, and a page under another name cannot."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        name = host[:host.find("]") + 1] if "]" in host else host
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return name in LOCAL_HOSTS or name.endswith(".localhost")
+
+
+def visitor_key(ip: str | None, session_id: str) -> str:
+    """Whom to count a visitor as, for limits (wrong passwords, drawings per minute): its
+    address; an IPv6 address by its /64 (one device can take any address in it); the
+    session when the address is unknown (behind a proxy that does not pass it)."""
+    try:
+        address = ipaddress.ip_address(str(ip).split("%", 1)[0])
+    except ValueError:
+        return f"session:{session_id}"
+    mapped = getattr(address, "ipv4_mapped", None)
+    if address.version == 6 and mapped is None:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(mapped or address)
+
+
 def role_for(ip: str | None, signed_in: bool = False, *, trust_localhost: bool | None = None,
              single_user: bool | None = None) -> str:
     """TEACHER or STUDENT for a visitor whose websocket peer is `ip` (`st.context.ip_address`).

@@ -5,7 +5,7 @@ import streamlit as st
 
 from mnist_core import plots
 from mnist_core.data import categorize, flatten, normalize
-from serving import ui
+from serving import roles, ui
 
 GRID_SIZE = 40
 IMAGE_CACHE_ENTRIES = 256  # pictures kept per kind (~64 KiB each): bounded, whatever is browsed
@@ -42,7 +42,8 @@ cells[1].metric("x_valid.shape", str(data.x_valid.shape), help="10000 images set
 cells[2].metric("x_train.dtype", str(data.x_train.dtype), help="unsigned 8-bit integers")
 cells[3].metric("x_train.min()", int(data.x_train.min()))
 cells[4].metric("x_train.max()", int(data.x_train.max()))
-st.caption(f"Loaded from `{data.source}`.")
+if roles.is_teacher():
+    st.caption(f"Loaded from `{data.source}`.")
 
 
 
@@ -51,9 +52,8 @@ def image_from_link() -> None:
     params = st.query_params
     split = params.get("split")
     st.session_state.explore_split = split if split in splits else "x_train"
-    index = params.get("index", "0")
     size = len(splits[st.session_state.explore_split][0])
-    st.session_state.explore_index = int(index) if index.isdigit() and int(index) < size else 0
+    st.session_state.explore_index = ui.whole_number(params.get("index"), size) or 0
 
 
 def image_to_link() -> None:

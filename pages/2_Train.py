@@ -14,7 +14,8 @@ from serving import roles, ui
 
 GALLERY_SIZE = 30
 BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
-NOT_SETTINGS = ("fine_tune_from", "origin")  # fine-tunes start on the Class drawings page
+NOT_SETTINGS = ("fine_tune_from", "origin")
+EPOCH_CHARTS_EVERY = 5.0  # seconds  # fine-tunes start on the Class drawings page
 
 ui.page_setup("Train", ":material/monitoring:")
 st.title("Train a model")
@@ -114,7 +115,8 @@ def render_live(snap: Snapshot) -> None:
     cols[4].metric("Device", snap.device_kind or "-", help=snap.device)
     if snap.error:
         st.error(f"**{snap.message or 'Training failed.'}**")
-        st.code(snap.error, language=None)
+        if teacher:  # the worker's log tail: server paths and a traceback
+            st.code(snap.error, language=None)
     elif snap.state in ("finished", "stopped") and snap.message:
         st.success(snap.message)
     if snap.steps:
@@ -124,11 +126,17 @@ def render_live(snap: Snapshot) -> None:
             column.altair_chart(plots.batch_curve_chart(snap.steps, values,
                                                         snap.steps_per_epoch, metric),
                                 width="stretch")
-    if snap.history:
+
+
+@st.fragment(run_every=EPOCH_CHARTS_EVERY)
+def epoch_panel() -> None:
+    """The per-epoch charts change once an epoch: refreshed less often than the rest, as
+    every refresh re-sends them to every watching browser."""
+    history = list(trainer.snapshot().history)
+    if history:
         st.markdown("**Per epoch**: training vs validation")
         for column, metric in zip(st.columns(2), ("loss", "accuracy"), strict=True):
-            column.altair_chart(plots.epoch_curve_chart(list(snap.history), metric),
-                                width="stretch")
+            column.altair_chart(plots.epoch_curve_chart(history, metric), width="stretch")
 
 
 @st.fragment(run_every=1.0)
@@ -250,6 +258,7 @@ else:
 st.session_state.setdefault("train_seen_active", False)
 st.header("Live training")
 live_panel()
+epoch_panel()
 
 scan = ui.scan()
 if teacher:

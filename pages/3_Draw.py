@@ -9,7 +9,12 @@ from mnist_core import plots
 from mnist_core.canvas_input import UnreadableDrawing
 from mnist_core.config import TrainConfig
 from mnist_core.data import flatten, normalize
-from mnist_core.drawings import DrawingStoreError
+from mnist_core.drawings import (
+    DrawingCollectionPaused,
+    DrawingRateLimited,
+    DrawingStoreError,
+    DrawingStoreFull,
+)
 from mnist_core.inference import doubt
 from mnist_core.preprocess import (
     NOTHING_DRAWN,
@@ -43,8 +48,7 @@ def wait_for_a_model() -> None:
     else:
         st.caption("The teacher has not trained a model yet. This page will use it as soon as "
                    "it is saved.")
-    ui.scan.clear()
-    if ui.current_run() is not None:
+    if ui.current_run() is not None:  # the shared scan is at most a second old
         st.rerun()
 
 
@@ -137,9 +141,14 @@ def save_label(label: int, steps, probabilities, key: str) -> None:
     try:
         drawing_id = ui.drawing_store().add(steps.centered, thumbnail_png(steps.grayscale),
                                             label, probabilities, run.run_id,
-                                            visitor=roles.peer())
-    except DrawingStoreError as exc:
-        st.session_state.draw_store_error = str(exc)
+                                            visitor=None if teacher else roles.visitor())
+    except (DrawingRateLimited, DrawingCollectionPaused, DrawingStoreFull) as exc:
+        st.session_state.draw_store_error = str(exc)  # what the visitor can act on
+        return
+    except DrawingStoreError as exc:  # a fault of the server's disk: details for the teacher
+        st.session_state.draw_store_error = str(exc) if teacher else (
+            "The class's drawings can't be saved right now; the teacher sees why on the "
+            "Class drawings page.")
         return
     st.session_state.draw_store_error = None
     st.session_state.draw_saved = (key, label)

@@ -129,7 +129,8 @@ def fine_tune(run, result) -> None:
 try:
     revision = store.revision()
 except DrawingStoreError as exc:
-    st.error(str(exc))
+    ui.problem(str(exc), "The class's drawings can't be read right now; the teacher sees why "
+                         "on this page.")
     st.stop()
 if teacher:
     collecting_switch()

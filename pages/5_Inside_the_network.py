@@ -117,8 +117,7 @@ last_drawing = inside_ui.as_input(st.session_state.get("draw_last_x"))
 sources = [DRAW, *([LAST] if last_drawing is not None else []), MNIST]
 if "inside_source" not in st.session_state:  # first run of this visit: a shared link sets it up
     st.session_state.inside_split = params.get("split") if params.get("split") in SPLITS else SPLITS[0]
-    index = params.get("index", "0")
-    st.session_state.inside_index = int(index) if index.isdigit() else 0
+    st.session_state.inside_index = ui.whole_number(params.get("index"), len(data.x_train)) or 0
     st.session_state.inside_source = MNIST if "index" in params or last_drawing is None else LAST
 elif st.session_state.inside_source not in sources:
     st.session_state.inside_source = MNIST

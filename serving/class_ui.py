@@ -37,7 +37,10 @@ class DrawingsResult:
         return np.concatenate([np.asarray(wrong, np.int64), right]).astype(np.int64)
 
 
-@st.cache_data(max_entries=2, ttl=3600, show_spinner="Measuring the model on the drawings...")
+# Shared, not copied: every visitor's page run reads the same arrays (up to ~40 MB at the
+# collection's cap) instead of unpickling them.
+@st.cache_resource(max_entries=2, ttl=3600,
+                   show_spinner="Measuring the model on the drawings...")
 def _result(run_id: str, onnx_mtime: float, revision: tuple[int, int]) -> DrawingsResult:
     drawings = ui.drawing_store().load()
     classifier = ui.classifier(ui.store().get(run_id))

@@ -8,18 +8,19 @@ Streamlit's browser protocol lets any session ask the server to clear every cach
 toolbar hides them from visitors (`client.toolbarMode = "minimal"`), but a crafted message
 still reaches the server. Installed once per server, this filter drops those messages
 from every session that is not the teacher's (by the session's websocket peer; a signed-in
-teacher on another device does not need them) and logs the attempt. It also drops a rerun
-request whose widget value is not the JSON a browser sends (see `widget_values_parse`).
+teacher on another device does not need them) and logs the attempt. The app takes no
+uploads: Streamlit's upload route stays open to every session, so the uploaded-file manager
+refuses every file (and `server.maxUploadSize` is 0).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 
 from streamlit import runtime
 from streamlit.runtime.app_session import AppSession
+from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
 
 from mnist_core import classroom
 
@@ -32,12 +33,25 @@ UNKNOWN = "unknown"  # a session with no connection now: never trusted as local
 
 def client_peer(client) -> str | None:
     """A websocket client's peer as `st.context.ip_address` reports it: None for 127.0.0.1
-    and ::1, else the address; UNKNOWN when there is no client (a student who sends a
-    message and disconnects must not become the teacher)."""
-    ip = getattr(getattr(client, "client_context", None), "remote_ip", None)
+    and ::1, else the address. UNKNOWN when there is no client (a student who sends a
+    message and disconnects must not become the teacher), and for a loopback peer that
+    asked for another host name: a web page the teacher opens can make the browser connect
+    to 127.0.0.1 under its own name (DNS rebinding), and must not act as the teacher."""
+    context = getattr(client, "client_context", None)
+    ip = getattr(context, "remote_ip", None)
     if not isinstance(ip, str):
         return UNKNOWN
+    if classroom.is_local_peer(None if ip in ("127.0.0.1", "::1") else ip) and \
+            not classroom.is_local_host(_host(context)):
+        return UNKNOWN
     return None if ip in ("127.0.0.1", "::1") else ip
+
+
+def _host(context) -> str:
+    try:
+        return next((value for name, value in context.headers if name.lower() == "host"), "")
+    except Exception:  # no headers to read: not a browser's websocket
+        return ""
 
 
 def session_peer(session_id: str) -> str | None:
@@ -49,19 +63,6 @@ def allowed(session_id: str, message_type: str | None) -> bool:
     if message_type not in TEACHER_ONLY_MESSAGES:
         return True
     return classroom.role_for(session_peer(session_id)) == classroom.TEACHER
-
-
-def widget_values_parse(msg) -> bool:
-    """False when a rerun request carries a widget value that is not JSON where JSON is
-    due: Streamlit would fail on it inside its own callback handling, before any page code
-    can refuse it. A browser never sends one."""
-    for widget in msg.rerun_script.widget_states.widgets:
-        if widget.WhichOneof("value") == "json_value":
-            try:
-                json.loads(widget.json_value)
-            except ValueError:
-                return False
-    return True
 
 
 def install() -> bool:
@@ -76,12 +77,14 @@ def install() -> bool:
         if not allowed(self.id, kind):
             log.warning("Dropped %s from a student's session (%s)", kind, session_peer(self.id))
             return None
-        if kind == "rerun_script" and not widget_values_parse(msg):
-            log.warning("Dropped a rerun with a widget value that is not JSON (%s)",
-                        session_peer(self.id))
-            return None
         return original(self, msg)
 
     handle_backmsg._mnist_guard = True
     AppSession.handle_backmsg = handle_backmsg
+    MemoryUploadedFileManager.add_file = _refuse_upload
     return True
+
+
+def _refuse_upload(self, session_id: str, file) -> None:
+    log.warning("Refused a file upload from session %s (%s): the app takes none",
+                session_id, session_peer(session_id))

@@ -21,7 +21,10 @@ from serving import guard
 
 log = logging.getLogger(__name__)
 
-SIGNED_IN = "roles_signed_in"  # session_state: True once the password was given
+# session_state: the visitor key (address) the password was given from. A signed-in session
+# is the teacher only from that address: a session id overheard on the Wi-Fi and reused
+# from another device is not.
+SIGNED_IN = "roles_signed_in"
 STUDENT_SEEN_LIMIT = 5000
 
 
@@ -36,10 +39,20 @@ def peer() -> str | None:
     return guard.client_peer(instance.get_client(ctx.session_id))
 
 
+def visitor() -> str:
+    """Whom this session counts as for per-visitor limits (classroom.visitor_key)."""
+    ctx = get_script_run_ctx()
+    return classroom.visitor_key(peer(), ctx.session_id if ctx else "")
+
+
+def signed_in() -> bool:
+    return st.session_state.get(SIGNED_IN) == visitor()
+
+
 def role() -> str:
-    current = classroom.role_for(peer(), bool(st.session_state.get(SIGNED_IN)))
+    current = classroom.role_for(peer(), signed_in())
     if current == classroom.STUDENT:
-        _students().seen(peer())
+        _students().seen(visitor())
     return current
 
 
@@ -65,9 +78,10 @@ class _Students:
 
     def seen(self, address: str | None) -> None:
         with self._lock:
+            self._seen.pop(str(address), None)  # re-inserted last: oldest first in the dict
             self._seen[str(address)] = time.time()
             if len(self._seen) > STUDENT_SEEN_LIMIT:
-                self._seen.pop(next(iter(self._seen)))
+                self._seen.pop(next(iter(self._seen)))  # the one seen longest ago
 
     def since(self, when: float) -> int:
         with self._lock:
@@ -121,7 +135,7 @@ def _sign_in() -> None:
     expected = classroom.configured_password()
     if not given or expected is None:
         return
-    address = str(peer())
+    address = visitor()
     wait = _throttle().wait_seconds(address)
     if wait > 0:
         st.session_state.roles_message = (f"Too many wrong passwords: try again in "
@@ -129,7 +143,7 @@ def _sign_in() -> None:
         return
     if classroom.password_matches(given, expected):
         _throttle().succeeded(address)
-        st.session_state[SIGNED_IN] = True
+        st.session_state[SIGNED_IN] = address
         st.session_state.roles_message = None
         log.info("Teacher signed in from %s", address)
     else:
@@ -139,7 +153,7 @@ def _sign_in() -> None:
 
 
 def _sign_out() -> None:
-    st.session_state[SIGNED_IN] = False
+    st.session_state[SIGNED_IN] = None
 
 
 def sidebar() -> None:
@@ -152,7 +166,7 @@ def sidebar() -> None:
                     "To teach from another device (a tablet), start the server with "
                     f"`{classroom.PASSWORD_ENV}=...` and sign in there.")
             return
-        if st.session_state.get(SIGNED_IN):
+        if signed_in():
             st.caption(":material/school: Signed in as the **teacher**.")
             st.button("Sign out", on_click=_sign_out, key="roles_sign_out")
             return

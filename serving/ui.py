@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 
 import streamlit as st
 from matplotlib.figure import Figure
@@ -79,6 +80,10 @@ def dataset() -> Mnist:
     try:
         return _dataset()
     except DatasetError as exc:
+        if not roles.is_teacher():
+            st.error("The MNIST images can't be loaded on the server right now; the teacher "
+                     "sees why on this page.")
+            st.stop()
         st.error(f"**The MNIST files could not be loaded.**\n\n{exc}")
         st.info(
             "To fix it: point the `MNIST_DATA` environment variable at a folder holding the "
@@ -217,8 +222,15 @@ def classifier_or_error(run: Run) -> Classifier | None:
     try:
         return classifier(run)
     except (ModelLoadError, OSError) as exc:
-        st.error(f"The model of run {run.run_id} cannot be used: {exc}")
+        problem(f"The model of run {run.run_id} cannot be used: {exc}",
+                "The model can't be used right now; the teacher sees why on this page.")
         return None
+
+
+def problem(for_the_teacher: str, for_students: str) -> None:
+    """A fault of the server (its disk, its files): the details, with server paths, are
+    the teacher's; a student reads what it means for them."""
+    st.error(for_the_teacher if roles.is_teacher() else for_students)
 
 
 def stop_training() -> None:
@@ -246,6 +258,15 @@ def show_skipped(scan_result: Scan) -> None:
     if entries:
         lines = "\n".join(f"- `{name}`: {why}" for name, why in entries)
         st.warning(f"Some entries of the models folder cannot be used:\n{lines}")
+
+
+def whole_number(text: str | None, below: int) -> int | None:
+    """A link's index (`?index=7`) as an int in 0..below-1, or None: ASCII digits only
+    ("²".isdigit() is true, and int("²") raises)."""
+    if text is None or not re.fullmatch(r"[0-9]{1,9}", text):
+        return None
+    value = int(text)
+    return value if value < below else None
 
 
 def format_seconds(seconds: float | None) -> str:

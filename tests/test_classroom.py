@@ -135,3 +135,27 @@ def test_join_url_brackets_ipv6_and_the_override_wins(monkeypatch):
     assert classroom.join_url("2001:db8::20", 8501) == "http://[2001:db8::20]:8501"
     monkeypatch.setenv(classroom.JOIN_URL_ENV, "http://mnist.local:8501")
     assert classroom.join_urls(8501) == ["http://mnist.local:8501"]
+
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:8501", "127.0.0.1:8501", "[::1]:8501",
+                                  "[::1]", "LOCALHOST:1", "app.localhost:8501"])
+def test_loopback_host_names_are_local(host):
+    assert classroom.is_local_host(host)
+
+
+@pytest.mark.parametrize("host", ["attacker.example:8501", "192.168.1.20:8501", "", "127.0.0.2",
+                                  "localhost.attacker.example", "[::2]:8501", "evil:localhost"])
+def test_other_host_names_are_not(host):
+    assert not classroom.is_local_host(host)
+
+
+def test_visitor_keys_count_a_device_once():
+    assert classroom.visitor_key("192.168.1.20", "s1") == "192.168.1.20"
+    assert classroom.visitor_key("::ffff:192.168.1.20", "s1") == "192.168.1.20"
+    # Any address of one IPv6 /64 is one visitor: a device can take any of them.
+    assert (classroom.visitor_key("2001:db8:1:2::7", "s1")
+            == classroom.visitor_key("2001:db8:1:2:ffff::1", "s2") == "2001:db8:1:2::/64")
+    assert classroom.visitor_key("2001:db8:1:3::7", "s1") != "2001:db8:1:2::/64"
+    # Unknown (a proxy that does not pass the address): each session on its own.
+    assert classroom.visitor_key(None, "s1") == "session:s1"
+    assert classroom.visitor_key("unknown", "s2") == "session:s2"

@@ -377,3 +377,82 @@ def test_every_page_fits_a_phone_screen(classroom, browser, path):
         assert_clean(phone)
     finally:
         phone.context.close()
+
+
+async def _train_widgets_under_another_name(port: int) -> dict[str, str]:
+    """The Train page's widgets for a websocket from 127.0.0.1 that asks for the host name
+    `attacker.example`, as a page that rebinds its name to 127.0.0.1 would."""
+    import socket
+
+    import websockets
+
+    sock = socket.create_connection(("127.0.0.1", port))
+    ids: dict[str, str] = {}
+    async with websockets.connect(f"ws://attacker.example:{port}/_stcore/stream", sock=sock,
+                                  origin=f"http://attacker.example:{port}",
+                                  subprotocols=["streamlit"], max_size=None) as ws:
+        message = BackMsg()
+        message.rerun_script.page_name = "Train"
+        await ws.send(message.SerializeToString())
+        while True:
+            reply = ForwardMsg()
+            reply.ParseFromString(await ws.recv())
+            kind = reply.WhichOneof("type")
+            if kind == "delta" and reply.delta.WhichOneof("type") == "new_element":
+                element = reply.delta.new_element
+                inner = getattr(element, element.WhichOneof("type"))
+                if hasattr(inner, "label") and hasattr(inner, "id"):
+                    ids[inner.label] = inner.id
+            elif kind == "script_finished":
+                return ids
+
+
+def test_a_page_that_rebinds_its_name_to_localhost_is_not_the_teacher(classroom):
+    server, _, _ = classroom
+    ids = wire.run(_train_widgets_under_another_name(server.port))
+    assert "Start training" not in ids and "Stop" not in ids
+    assert "Start training" in wire.run(_widget_ids(server.url, "Train"))  # localhost is
+
+
+def _put_upload(port: int, session: str, size: int) -> int:
+    """PUT a file of `size` bytes (announced, none sent) as Streamlit's uploader would."""
+    import http.client
+
+    from streamlit.web.server.starlette.starlette_app_utils import generate_xsrf_token_string
+
+    token = generate_xsrf_token_string()  # a client can make its own cookie and header pair
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.putrequest("PUT", f"/_stcore/upload_file/{session}/file-1")
+        for name, value in {"X-Xsrftoken": token, "Cookie": f"_streamlit_xsrf={token}",
+                            "Content-Type": "application/octet-stream",
+                            "Content-Length": str(size)}.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+async def _upload_from_a_live_session(url: str, port: int) -> int:
+    import asyncio
+
+    import websockets
+
+    async with websockets.connect(url.replace("http://", "ws://") + "/_stcore/stream",
+                                  subprotocols=["streamlit"], max_size=None) as ws:
+        message = BackMsg()
+        message.rerun_script.page_name = "Draw"
+        await ws.send(message.SerializeToString())
+        while True:
+            reply = ForwardMsg()
+            reply.ParseFromString(await ws.recv())
+            if reply.WhichOneof("type") == "new_session":
+                session = reply.new_session.initialize.session_id
+                return await asyncio.to_thread(_put_upload, port, session, 200 * 2**20)
+
+
+def test_a_student_cannot_upload_files_to_the_server(classroom):
+    _, relay, _ = classroom
+    # 200 MB announced: refused from the headers (server.maxUploadSize is 0), none read.
+    assert wire.run(_upload_from_a_live_session(relay.url, relay.port)) == 413
