@@ -55,8 +55,12 @@ def wait_until_idle(page, timeout: float = READ_TIMEOUT) -> None:
 
 
 def set_stroke_width(page, width: int) -> None:
-    """Move the Draw page's "Stroke width" slider to `width` with the keyboard."""
+    """Move the Draw page's "Stroke width" slider (under "Pen and comparison") to `width`
+    with the keyboard."""
     thumb = page.locator('[data-testid="stSlider"] input[type="range"]')
+    if not thumb.is_visible():
+        page.get_by_text("Pen and comparison").click()
+        thumb.wait_for()
     current = int(thumb.input_value())
     if current == width:
         return

@@ -28,10 +28,12 @@ from serving.canvas import clear_button, digit_canvas
 
 MY_DRAWINGS_KEPT = 100  # ids of this session's own drawings, for the Class drawings page
 DEFAULT_TRAINING_TIMEOUT = 600  # seconds this page waits; the training goes on after that
-# Thumb-sized label buttons on a phone (48 px is the usual minimum for a touch target).
+# Thumb-sized label buttons on a phone (48 px is the usual minimum for a touch target), all
+# ten digits on screen (wrapped, not scrolled).
 THUMB_CSS = """<style>
 .st-key-draw_label_choice button, .st-key-draw_confirm button, .st-key-draw_canvas_clear button
   { min-height: 3rem; min-width: 3rem; font-size: 1.2rem; }
+.st-key-draw_label_choice div:has(> button) { flex-wrap: wrap; row-gap: 0.5rem; }
 </style>"""
 
 ui.page_setup("Draw", ":material/edit:")
@@ -98,26 +100,24 @@ st.session_state.setdefault("draw_show_naive", False)
 
 
 def show_steps(steps) -> None:
-    st.subheader("From your drawing to what the model sees")
-    images, text = st.columns([4, 2])
-    with images:
-        st.html(plots.images_html([
-            (steps.grayscale, f"1. grayscale {steps.grayscale.shape[1]}x{steps.grayscale.shape[0]}"),
-            (steps.cropped,
-             f"2. cropped to the ink {steps.cropped.shape[1]}x{steps.cropped.shape[0]}"),
-            (steps.fitted, f"3. fitted into 20x20: {steps.fitted.shape[1]}x{steps.fitted.shape[0]}"),
-            (steps.centered, "4. centred by mass in 28x28"),
-        ]))
+    """Steps 1-6 as one element: it is re-sent after every stroke of every visitor."""
     flat = steps.centered.reshape(-1)
     first = int(np.clip(np.argmax(flat) - 1, 0, flat.size - 4))  # a few values where the ink is
     values = " ".join(str(v) for v in flat[first:first + 4])
     normalized = " ".join(f"{v:.2f}" for v in steps.x[0, first:first + 4])
-    text.markdown(
-        f"**5. flatten**: {flat.size} values in a row, 0-255  \n"
-        f"values {first}-{first + 3}: `{values}`\n\n"
-        f"**6. normalize**: ÷ 255, float32 from 0 to 1, shape `{steps.x.shape}`  \n"
-        f"the same values: `{normalized}`"
+    text = (
+        f"<p><b>5. flatten</b>: {flat.size} values in a row, 0-255<br>"
+        f"values {first}-{first + 3}: <code>{values}</code></p>"
+        f"<p><b>6. normalize</b>: ÷ 255, float32 from 0 to 1, shape "
+        f"<code>{steps.x.shape}</code><br>the same values: <code>{normalized}</code></p>"
     )
+    st.html("<h3>From your drawing to what the model sees</h3>" + plots.images_html([
+        (steps.grayscale, f"1. grayscale {steps.grayscale.shape[1]}x{steps.grayscale.shape[0]}"),
+        (steps.cropped,
+         f"2. cropped to the ink {steps.cropped.shape[1]}x{steps.cropped.shape[0]}"),
+        (steps.fitted, f"3. fitted into 20x20: {steps.fitted.shape[1]}x{steps.fitted.shape[0]}"),
+        (steps.centered, "4. centred by mass in 28x28"),
+    ], note=text))
 
 
 def show_naive(drawing, steps, digit: int) -> None:
@@ -192,10 +192,6 @@ def drawing_panel() -> None:
         except UnreadableDrawing as exc:
             drawing, unreadable = None, exc
         clear_button("draw_canvas")
-    with st.container():  # below both columns, whatever happens next
-        st.slider("Stroke width", 5, 40, key="draw_stroke_width")
-        st.caption("White on black, like MNIST. Undo is in the canvas toolbar.")
-        st.toggle("Compare with a naive downscale of the whole canvas", key="draw_show_naive")
     if unreadable is not None:
         right.error(str(unreadable))
         return
@@ -226,4 +222,14 @@ def drawing_panel() -> None:
         show_naive(drawing, steps, digit)
 
 
+def pen_options() -> None:
+    """Outside the drawing panel: a stroke re-sends only what depends on the drawing."""
+    with st.expander("Pen and comparison"):
+        st.caption("White on black, like MNIST. Undo is in the canvas toolbar.")
+        st.slider("Stroke width", 5, 40, key="draw_stroke_width")
+        st.toggle("Compare with a naive downscale of the whole canvas", key="draw_show_naive")
+
+
+pen_options()
+st.space("small")  # room for the canvas's toolbar, which floats above its top edge
 drawing_panel()

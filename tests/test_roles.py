@@ -78,7 +78,7 @@ PAGES = {
     "": (["Presenter view: the QR code full screen"], "Dataset"),
     "Train": (["Start training", "Stop", "Use the notebook's settings (batch 32, RMSprop)"],
               "Live training"),
-    "Draw": ([], "Stroke width"),
+    "Draw": ([], "Pen and comparison"),
     "Class_drawings": (["Prepare mnist.npz", "Fine-tune", "Delete all drawings"],
                        "Accuracy on drawings"),
     "Explore": ([], "x_train"),
@@ -210,6 +210,7 @@ def test_on_a_phone_a_student_draws_sees_the_prediction_and_clears(classroom, br
         # The prediction is right under the canvas, on screen without scrolling.
         below = e2e.prediction(phone).bounding_box()
         assert below["y"] >= canvas.bounding_box()["y"]
+        assert below["y"] + below["height"] <= PHONE["viewport"]["height"]  # on screen
         labels = phone.locator('[data-testid="stButtonGroup"] button')  # "No, it is a" 0-9
         for button in [e2e.app_button(phone, "Yes, it is a 7"), labels.nth(3), labels.nth(9)]:
             box = button.bounding_box()
@@ -456,3 +457,35 @@ def test_a_student_cannot_upload_files_to_the_server(classroom):
     _, relay, _ = classroom
     # 200 MB announced: refused from the headers (server.maxUploadSize is 0), none read.
     assert wire.run(_upload_from_a_live_session(relay.url, relay.port)) == 413
+
+
+async def _largest_message(url: str, page: str) -> int:
+    """The largest websocket message a teacher's session receives opening `page`."""
+    import websockets
+
+    largest = 0
+    async with websockets.connect(url.replace("http://", "ws://") + "/_stcore/stream",
+                                  subprotocols=["streamlit"], max_size=None) as ws:
+        message = BackMsg()
+        message.rerun_script.page_name = page
+        await ws.send(message.SerializeToString())
+        while True:
+            data = await ws.recv()
+            largest = max(largest, len(data))
+            reply = ForwardMsg()
+            reply.ParseFromString(data)
+            if reply.WhichOneof("type") == "script_finished":
+                return largest
+
+
+def test_every_pages_largest_message_is_far_under_the_message_limit(classroom):
+    from streamlit import config
+
+    server, _, _ = classroom
+    limit = 8 * 2**20  # .streamlit/config.toml's server.maxMessageSize, in bytes
+    config_text = (e2e.REPO / ".streamlit" / "config.toml").read_text()
+    assert "maxMessageSize = 8\n" in config_text
+    for page in ["", "Explore", "Train", "Draw", "Class_drawings", "Inside_the_network", "Join"]:
+        largest = wire.run(_largest_message(server.url, page or "app"))
+        assert largest < limit / 4, (page, largest)  # room for a 4x-density drawing
+    assert config.get_option("server.maxMessageSize") >= 0  # the option exists in Streamlit
