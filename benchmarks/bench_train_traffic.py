@@ -31,10 +31,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import select
 import statistics
 import tempfile
-import threading
 import time
 import zlib
 from collections import defaultdict
@@ -49,7 +47,7 @@ from websockets.asyncio.client import ClientConnection
 
 from mnist_core.config import TrainConfig
 from mnist_core.training.supervisor import Trainer
-from tests import e2e
+from tests import e2e, wire
 from tests.relay import STUDENT_ADDRESS, LoopbackRelay
 
 LONG = TrainConfig(epochs=50, origin="train_page")
@@ -84,34 +82,6 @@ class CountingConnection(ClientConnection):
     def data_received(self, data: bytes) -> None:
         self.wire_bytes += len(data)
         super().data_received(data)
-
-
-class CountingRelay(LoopbackRelay):
-    """tests/relay.py's relay (a student on loopback) that counts the bytes sent to its client."""
-
-    def __init__(self, target_port: int):
-        super().__init__(target_port)
-        self.down_bytes = 0
-        self._count_lock = threading.Lock()
-
-    def _pump(self, client, upstream) -> None:  # the relay's own loop, counting
-        peers = {client: upstream, upstream: client}
-        try:
-            while True:
-                ready, _, _ = select.select(list(peers), [], [], 1.0)
-                for sock in ready:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    if sock is upstream:
-                        with self._count_lock:
-                            self.down_bytes += len(data)
-                    peers[sock].sendall(data)
-        except OSError:
-            return
-        finally:
-            for sock in (client, upstream):
-                sock.close()
 
 
 @dataclass
@@ -163,7 +133,7 @@ class TrainVisitor:
     """One student on /Train, behaving as Streamlit's frontend does for run_every fragments."""
 
     def __init__(self, url: str):
-        self.ws_url = url.replace("http://", "ws://") + "/_stcore/stream"
+        self.url = url
         self.ws = None
         self.extensions = "none"
         self.page_script_hash = ""
@@ -180,15 +150,12 @@ class TrainVisitor:
         self.reader: asyncio.Task | None = None
 
     async def open(self, timeout: float = 120) -> None:
-        self.ws = await websockets.connect(
-            self.ws_url, subprotocols=["streamlit"], max_size=None, compression="deflate",
-            create_connection=CountingConnection, local_addr=(STUDENT_ADDRESS, 0),
-            open_timeout=timeout, ping_interval=None)
+        self.ws = await wire.connect(
+            self.url, timeout, compression="deflate", create_connection=CountingConnection,
+            local_addr=(STUDENT_ADDRESS, 0), ping_interval=None)
         self.extensions = self.ws.response.headers.get("Sec-WebSocket-Extensions") or "none"
         self.reader = asyncio.create_task(self._read())
-        message = BackMsg()
-        message.rerun_script.page_name = "Train"
-        await self.ws.send(message.SerializeToString())
+        await self.ws.send(wire.rerun("Train"))
 
     async def close(self) -> None:
         for _, timer in self.timers.values():
@@ -266,7 +233,7 @@ class BrowserVisitor:
     """One headless Chromium page on /Train through a counting loopback relay (a student)."""
 
     def __init__(self, server: e2e.AppServer):
-        self.relay = CountingRelay(server.port)
+        self.relay = LoopbackRelay(server.port)
         self.frames: list[tuple[float, int]] = []
         self.extensions: list[str] = []
         self.charts_shown = False

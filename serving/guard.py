@@ -26,8 +26,6 @@ from mnist_core import classroom
 
 log = logging.getLogger(__name__)
 TEACHER_ONLY_MESSAGES = frozenset({"clear_cache", "set_run_on_save", "load_git_info"})
-
-
 UNKNOWN = "unknown"  # a session with no connection now: never trusted as local
 
 
@@ -41,10 +39,10 @@ def client_peer(client) -> str | None:
     ip = getattr(context, "remote_ip", None)
     if not isinstance(ip, str):
         return UNKNOWN
-    if classroom.is_local_peer(None if ip in ("127.0.0.1", "::1") else ip) and \
-            not classroom.is_local_host(_host(context)):
+    peer = None if ip in ("127.0.0.1", "::1") else ip
+    if classroom.is_local_peer(peer) and not classroom.is_local_host(_host(context)):
         return UNKNOWN
-    return None if ip in ("127.0.0.1", "::1") else ip
+    return peer
 
 
 def _host(context) -> str:

@@ -169,33 +169,33 @@ def draw_model():
 def choose_model(run_id: str, pinned: bool) -> bool:
     """The teacher makes `run_id` the Draw model (pinned: a new training does not replace
     it)."""
-    if not roles.teacher_only("choose the model the Draw page uses"):
-        return False
-    try:
-        store().choose(run_id, pinned=pinned)
-    except ValueError as exc:
-        st.error(f"That model could not be chosen: {exc}")
-        return False
-    except OSError as exc:
-        st.error(folder.cannot_write(store().root, exc, "the Draw model cannot be changed"))
-        return False
-    scan.clear()
-    return True
+    return _change_runs("choose the model the Draw page uses",
+                        lambda: store().choose(run_id, pinned=pinned),
+                        "That model could not be chosen", "the Draw model cannot be changed")
 
 
 def delete_run(run_id: str) -> bool:
-    if not roles.teacher_only("delete runs"):
+    if _change_runs("delete runs", lambda: store().delete(run_id),
+                    f"Run {run_id} could not be deleted", f"run {run_id} cannot be deleted"):
+        st.toast(f"Run {run_id} deleted")
+        return True
+    return False
+
+
+def _change_runs(action: str, change, refused: str, unwritable: str) -> bool:
+    """A teacher's change to the models folder: checked, done, or one message saying why
+    not (the store refused it, or the folder cannot be written)."""
+    if not roles.teacher_only(action):
         return False
     try:
-        store().delete(run_id)
+        change()
     except ValueError as exc:
-        st.error(f"Run {run_id} could not be deleted: {exc}")
+        st.error(f"{refused}: {exc}")
         return False
     except OSError as exc:
-        st.error(folder.cannot_write(store().root, exc, f"run {run_id} cannot be deleted"))
+        st.error(folder.cannot_write(store().root, exc, unwritable))
         return False
     scan.clear()
-    st.toast(f"Run {run_id} deleted")
     return True
 
 

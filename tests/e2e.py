@@ -151,10 +151,15 @@ def open_page(page, url: str, timeout: float = 30000) -> None:
     """Go to `url` and wait until the script has run once."""
     page.goto(url)
     page.wait_for_selector('[data-testid="stApp"]')
+    wait_until_idle(page, timeout)
+
+
+def wait_until_idle(page, timeout: float = 60000) -> None:
+    """Until the page is connected and its script is not running (Streamlit's status
+    widget says neither "Running" nor "Connecting")."""
     page.wait_for_function(
-        "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
-        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText"
-        ".includes('Running')", timeout=timeout)
+        "!(document.querySelector('[data-testid=\"stStatusWidget\"]')?.innerText ?? '')"
+        ".match(/Running|Connecting/)", timeout=timeout)
 
 
 def draw(page, digit: int = 7) -> float:

@@ -27,6 +27,7 @@ class LoopbackRelay:
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._lock = threading.Lock()
         self._closed = False
+        self.down_bytes = 0  # bytes relayed from the server to the clients
 
     def __enter__(self) -> LoopbackRelay:
         threading.Thread(target=self._accept, daemon=True).start()
@@ -67,9 +68,8 @@ class LoopbackRelay:
                 self._pairs.append((client, upstream))
             threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
 
-    @staticmethod
-    def _pump(a: socket.socket, b: socket.socket) -> None:
-        peers = {a: b, b: a}
+    def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
+        peers = {client: upstream, upstream: client}
         try:
             while True:
                 ready, _, _ = select.select(list(peers), [], [], 1.0)
@@ -77,11 +77,14 @@ class LoopbackRelay:
                     data = sock.recv(65536)
                     if not data:
                         return
+                    if sock is upstream:
+                        with self._lock:
+                            self.down_bytes += len(data)
                     peers[sock].sendall(data)
         except (OSError, ValueError):
             return
         finally:
-            for sock in (a, b):
+            for sock in (client, upstream):
                 try:
                     sock.close()
                 except OSError:

@@ -394,14 +394,19 @@ def fitted(tmp_path_factory, mnist):
     return keras, out
 
 
+def keras_layer_outputs(keras, model, x) -> list[np.ndarray]:
+    """Every layer's output of a Keras model for `x`, as float32 arrays (the reference)."""
+    probe = keras.Model(model.inputs[0], [layer.output for layer in model.layers])
+    return [keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")) for out in probe(x)]
+
+
 @trains
 @pytest.mark.parametrize("model", MODELS)
 def test_numpy_activations_match_keras_layer_by_layer(fitted, mnist, model):
     keras, models = fitted
     keras_net, _, net, _ = models[model]
     x = normalize(flatten(mnist.x_valid[:64]))
-    probe = keras.Model(keras_net.inputs[0], [layer.output for layer in keras_net.layers])
-    expected = [keras.ops.convert_to_numpy(out) for out in probe(x)]
+    expected = keras_layer_outputs(keras, keras_net, x)
     ours = net.forward(x).outputs
     assert len(ours) == len(expected) == len(keras_net.layers)
     for layer, mine, theirs in zip(net.layers, ours, expected, strict=True):
@@ -428,8 +433,7 @@ def test_a_mixed_precision_model_is_served_close_to_its_own_activations(tmp_path
     export_weights(served, tmp_path / inside.WEIGHTS_FILE)
     net = inside.load_network(tmp_path / inside.WEIGHTS_FILE)
     x = normalize(flatten(mnist.x_valid[:64]))
-    probe = keras.Model(mixed.inputs[0], [layer.output for layer in mixed.layers])
-    expected = [keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")) for out in probe(x)]
+    expected = keras_layer_outputs(keras, mixed, x)
     for layer, mine, theirs in zip(net.layers, net.forward(x).outputs, expected, strict=True):
         scale = max(float(np.abs(theirs).max()), 1.0)  # bfloat16 keeps ~3 significant digits
         np.testing.assert_allclose(mine / scale, theirs / scale, atol=2e-2, err_msg=layer.name)

@@ -3,6 +3,7 @@ loopback relay from 127.0.0.2 (as a phone on the room's Wi-Fi would be seen)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import shutil
@@ -49,12 +50,23 @@ def add_drawings(models) -> None:
                   label, np.eye(10)[label], run_id)
 
 
+@contextlib.contextmanager
 def visitor(browser, **options):
-    page = browser.new_context(**(options or {"viewport": {"width": 1300, "height": 1200}})) \
-        .new_page()
+    """A page in a browser context of its own (a visitor), closed afterwards; it records
+    page errors."""
+    context = browser.new_context(**(options or {"viewport": {"width": 1300, "height": 1200}}))
+    page = context.new_page()
     page.errors = []
     page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    return page
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def main(page):
+    """The page's own content, without Streamlit's toolbar and status widget."""
+    return page.get_by_test_id("stMainBlockContainer")
 
 
 def main_text(page) -> str:
@@ -63,9 +75,8 @@ def main_text(page) -> str:
 
 def has_button(page, name: str) -> bool:
     """A button or a page link of the app's own page (not of Streamlit's toolbar)."""
-    main = page.get_by_test_id("stMainBlockContainer")
     return (e2e.app_button(page, name).count() > 0
-            or main.get_by_role("link", name=name).count() > 0)
+            or main(page).get_by_role("link", name=name).count() > 0)
 
 
 def assert_clean(page):
@@ -90,8 +101,7 @@ PAGES = {
 def test_each_page_shows_teacher_controls_to_the_teacher_only(classroom, browser, path):
     server, relay, _ = classroom
     controls, shared = PAGES[path]
-    teacher, student = visitor(browser), visitor(browser)
-    try:
+    with visitor(browser) as teacher, visitor(browser) as student:
         e2e.open_page(teacher, f"{server.url}/{path}")
         e2e.open_page(student, f"{relay.url}/{path}")
         for page in (teacher, student):
@@ -102,7 +112,9 @@ def test_each_page_shows_teacher_controls_to_the_teacher_only(classroom, browser
         for name in controls:
             assert has_button(teacher, name), name
             assert not has_button(student, name), name
-            assert student.get_by_text(name, exact=True).count() == 0, name
+            # In the page itself: Streamlit's status widget shows its own "Stop" while the
+            # live panel reruns every second.
+            assert main(student).get_by_text(name, exact=True).count() == 0, name
         sidebar = student.get_by_test_id("stSidebar")
         sidebar.get_by_text("Inside the network").wait_for(timeout=30000)
         assert sidebar.get_by_text("Join", exact=True).count() == 0  # the teacher's view
@@ -114,25 +126,22 @@ def test_each_page_shows_teacher_controls_to_the_teacher_only(classroom, browser
             links = sidebar_links.all_inner_texts()
             assert links[0].split()[-1] == "Home" and not any(
                 link.split()[-1] == "app" for link in links), links
-    finally:
-        teacher.context.close()
-        student.context.close()
 
 
 def test_train_page_shows_students_the_draw_model_without_a_chooser(classroom, browser):
     server, relay, _ = classroom
-    student = visitor(browser)
-    try:
+    with visitor(browser) as student:
         e2e.open_page(student, f"{relay.url}/Train")
         student.get_by_text("The model the Draw page uses").wait_for(timeout=60000)
         assert student.get_by_text("Model for Draw").count() == 0
         assert student.get_by_text("Delete runs").count() == 0
         assert_clean(student)
-    finally:
-        student.context.close()
 
 
 def sign_in(page, password: str) -> None:
+    """Type the password once the page is idle: a run still going (the last wrong try's)
+    would empty the field after it was filled."""
+    e2e.wait_until_idle(page)
     field = page.get_by_label("Teacher password")
     field.fill(password)
     field.press("Enter")
@@ -140,8 +149,7 @@ def sign_in(page, password: str) -> None:
 
 def test_password_flow_wrong_right_and_sign_out(classroom, browser):
     server, relay, _ = classroom
-    student = visitor(browser)
-    try:
+    with visitor(browser) as student:
         e2e.open_page(student, f"{relay.url}/Train")
         assert not has_button(student, "Start training")
         sign_in(student, "not it")
@@ -153,9 +161,7 @@ def test_password_flow_wrong_right_and_sign_out(classroom, browser):
         # A dropped connection (a locked screen) comes back to the same, signed-in session.
         with student.expect_websocket(timeout=60000):  # the browser reconnects by itself
             relay.drop_connections()
-        student.wait_for_function(
-            "!(document.querySelector('[data-testid=\"stStatusWidget\"]')?.innerText ?? '')"
-            ".match(/Connecting|Running/)", timeout=60000)
+        e2e.wait_until_idle(student)
         student.get_by_test_id("stSidebar").get_by_text("Class drawings").click()
         student.get_by_text("Fine-tune on the class's drawings").wait_for(timeout=60000)
         assert student.get_by_text("Signed in as the teacher").count() == 1
@@ -165,15 +171,12 @@ def test_password_flow_wrong_right_and_sign_out(classroom, browser):
                                                                            timeout=60000)
         assert not has_button(student, "Delete all drawings")
         assert_clean(student)
-    finally:
-        student.context.close()
 
 
 def test_the_join_qr_code_decodes_to_the_join_url(classroom, browser):
     zxingcpp = pytest.importorskip("zxingcpp")
     server, _, _ = classroom
-    teacher = visitor(browser)
-    try:
+    with visitor(browser) as teacher:
         e2e.open_page(teacher, server.url)
         heading = teacher.get_by_text(re.compile(r"Students join at http://")).first
         heading.wait_for(timeout=60000)
@@ -192,14 +195,11 @@ def test_the_join_qr_code_decodes_to_the_join_url(classroom, browser):
         teacher.wait_for_url(re.compile(r"/Join$"))
         teacher.get_by_text(url, exact=True).wait_for(timeout=30000)
         assert_clean(teacher)
-    finally:
-        teacher.context.close()
 
 
 def test_on_a_phone_a_student_draws_sees_the_prediction_and_clears(classroom, browser):
     _, relay, _ = classroom
-    phone = visitor(browser, **PHONE)
-    try:
+    with visitor(browser, **PHONE) as phone:
         e2e.open_page(phone, f"{relay.url}/Draw")
         canvas = phone.locator("canvas.upper-canvas")
         canvas.wait_for(timeout=60000)
@@ -219,87 +219,44 @@ def test_on_a_phone_a_student_draws_sees_the_prediction_and_clears(classroom, br
         e2e.prediction(phone).wait_for(state="detached", timeout=30000)
         assert phone.get_by_text("Draw a digit").count()
         assert_clean(phone)
-    finally:
-        phone.context.close()
 
 
 def test_train_charts_fit_a_phone_screen(classroom, browser):
     _, relay, _ = classroom
-    phone = visitor(browser, **PHONE)
-    try:
+    with visitor(browser, **PHONE) as phone:
         e2e.open_page(phone, f"{relay.url}/Train")
         charts = phone.locator('[data-testid="stVegaLiteChart"]')
         charts.first.wait_for(timeout=60000)
         widths = [charts.nth(i).bounding_box()["width"] for i in range(charts.count())]
         assert widths and max(widths) <= 390
-        main = phone.get_by_test_id("stMain")
-        assert main.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
+        content = phone.get_by_test_id("stMain")
+        assert content.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
         assert_clean(phone)
-    finally:
-        phone.context.close()
 
 
-async def _widget_ids(url: str, page: str) -> dict[str, str]:
-    """Every widget of `page` as a session of `url` sees it: label -> widget id."""
-    import websockets
-
-    ids: dict[str, str] = {}
-    page_hash = ""
-    async with websockets.connect(url.replace("http://", "ws://") + "/_stcore/stream",
-                                  subprotocols=["streamlit"], max_size=None) as ws:
-        message = BackMsg()
-        message.rerun_script.page_name = page
-        await ws.send(message.SerializeToString())
-        while True:
-            reply = ForwardMsg()
-            reply.ParseFromString(await ws.recv())
-            kind = reply.WhichOneof("type")
-            if kind == "navigation":
-                page_hash = reply.navigation.page_script_hash
-            elif kind == "delta" and reply.delta.WhichOneof("type") == "new_element":
-                element = reply.delta.new_element
-                inner = getattr(element, element.WhichOneof("type"))
-                if hasattr(inner, "id") and hasattr(inner, "label") and inner.id:
-                    ids[inner.label] = inner.id
-            elif kind == "script_finished":
-                ids["__page_hash__"] = page_hash
-                return ids
+async def _widget_ids(url: str, page: str, **options) -> dict[str, str]:
+    """Every widget of `page` as a session of `url` sees it (label -> widget id), and the
+    page's hash under "__page_hash__"."""
+    async with wire.connect(url, **options) as ws:
+        await ws.send(wire.rerun(page))
+        run = await wire.read_run(ws)
+    ids = {element.label: element.id for _, element in wire.elements(run)
+           if hasattr(element, "label") and getattr(element, "id", "")}
+    ids["__page_hash__"] = next((message.navigation.page_script_hash for message, _ in run
+                                 if message.WhichOneof("type") == "navigation"), "")
+    return ids
 
 
 async def _press_as(url: str, page: str, page_hash: str, button: str,
-                    checked: tuple[str, ...] = ()) -> list[str]:
+                    checked: tuple[str, ...] = ()) -> None:
     """From a new session of `url`, tick the `checked` checkboxes and press `button` (widget
-    ids), as a crafted websocket message would; return the alerts the page shows."""
-    import websockets
-
-    errors = []
-    async with websockets.connect(url.replace("http://", "ws://") + "/_stcore/stream",
-                                  subprotocols=["streamlit"], max_size=None) as ws:
-        # Load the page, tick the boxes, then press: as a browser would, one run each.
-        for step in ("load", "tick", "press"):
-            message = BackMsg()
-            message.rerun_script.page_name = page
-            message.rerun_script.page_script_hash = page_hash
-            for box in checked if step != "load" else ():
-                widget = message.rerun_script.widget_states.widgets.add()
-                widget.id = box
-                widget.bool_value = True
-            if step == "press":
-                widget = message.rerun_script.widget_states.widgets.add()
-                widget.id = button
-                widget.trigger_value = True
-            await ws.send(message.SerializeToString())
-            while True:
-                reply = ForwardMsg()
-                reply.ParseFromString(await ws.recv())
-                kind = reply.WhichOneof("type")
-                if kind == "delta" and reply.delta.WhichOneof("type") == "new_element":
-                    element = reply.delta.new_element
-                    if element.WhichOneof("type") == "alert":
-                        errors.append(element.alert.body)
-                elif kind == "script_finished":
-                    break
-    return errors
+    ids), as a crafted websocket message would: load, tick, press, one run each, as a
+    browser does."""
+    async with wire.connect(url) as ws:
+        for message in (wire.rerun(page, page_hash), wire.rerun(page, page_hash, checked=checked),
+                        wire.rerun(page, page_hash, triggers=(button,), checked=checked)):
+            await ws.send(message)
+            await wire.read_run(ws)
 
 
 def test_a_student_sending_teacher_widget_values_changes_nothing(classroom):
@@ -325,18 +282,9 @@ def test_a_student_sending_teacher_widget_values_changes_nothing(classroom):
 
 
 async def _send_developer_message(url: str, kind: str) -> None:
-    import websockets
-
-    async with websockets.connect(url.replace("http://", "ws://") + "/_stcore/stream",
-                                  subprotocols=["streamlit"], max_size=None) as ws:
-        message = BackMsg()
-        message.rerun_script.page_name = "Explore"
-        await ws.send(message.SerializeToString())
-        while True:  # the page has run: the session exists
-            reply = ForwardMsg()
-            reply.ParseFromString(await ws.recv())
-            if reply.WhichOneof("type") == "script_finished":
-                break
+    async with wire.connect(url) as ws:
+        await ws.send(wire.rerun("Explore"))
+        await wire.read_run(ws)  # the page has run: the session exists
         message = BackMsg()
         setattr(message, kind, True)
         await ws.send(message.SerializeToString())
@@ -364,53 +312,28 @@ def test_a_students_developer_messages_are_dropped_and_logged(classroom):
 @pytest.mark.parametrize("path", list(PAGES))
 def test_every_page_fits_a_phone_screen(classroom, browser, path):
     _, relay, _ = classroom
-    phone = visitor(browser, **PHONE)
-    try:
+    with visitor(browser, **PHONE) as phone:
         e2e.open_page(phone, f"{relay.url}/{path}")
         phone.get_by_text(PAGES[path][1]).first.wait_for(timeout=60000)
-        main = phone.get_by_test_id("stMain")
-        assert main.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), path
+        content = phone.get_by_test_id("stMain")
+        assert content.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), path
         too_wide = phone.evaluate("""() => [...document.querySelectorAll(
                 '[data-testid="stMain"] img, [data-testid="stMain"] canvas')]
             .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
             .map(e => e.alt || e.tagName)""")
         assert too_wide == [], (path, too_wide)
         assert_clean(phone)
-    finally:
-        phone.context.close()
-
-
-async def _train_widgets_under_another_name(port: int) -> dict[str, str]:
-    """The Train page's widgets for a websocket from 127.0.0.1 that asks for the host name
-    `attacker.example`, as a page that rebinds its name to 127.0.0.1 would."""
-    import socket
-
-    import websockets
-
-    sock = socket.create_connection(("127.0.0.1", port))
-    ids: dict[str, str] = {}
-    async with websockets.connect(f"ws://attacker.example:{port}/_stcore/stream", sock=sock,
-                                  origin=f"http://attacker.example:{port}",
-                                  subprotocols=["streamlit"], max_size=None) as ws:
-        message = BackMsg()
-        message.rerun_script.page_name = "Train"
-        await ws.send(message.SerializeToString())
-        while True:
-            reply = ForwardMsg()
-            reply.ParseFromString(await ws.recv())
-            kind = reply.WhichOneof("type")
-            if kind == "delta" and reply.delta.WhichOneof("type") == "new_element":
-                element = reply.delta.new_element
-                inner = getattr(element, element.WhichOneof("type"))
-                if hasattr(inner, "label") and hasattr(inner, "id"):
-                    ids[inner.label] = inner.id
-            elif kind == "script_finished":
-                return ids
 
 
 def test_a_page_that_rebinds_its_name_to_localhost_is_not_the_teacher(classroom):
+    import socket
+
     server, _, _ = classroom
-    ids = wire.run(_train_widgets_under_another_name(server.port))
+    # A websocket from 127.0.0.1 asking for the host name `attacker.example`, as a page that
+    # rebinds its name to 127.0.0.1 would open it.
+    name = f"http://attacker.example:{server.port}"
+    ids = wire.run(_widget_ids(name, "Train", origin=name,
+                               sock=socket.create_connection(("127.0.0.1", server.port))))
     assert "Start training" not in ids and "Stop" not in ids
     assert "Start training" in wire.run(_widget_ids(server.url, "Train"))  # localhost is
 
@@ -438,19 +361,12 @@ def _put_upload(port: int, session: str, size: int) -> int:
 async def _upload_from_a_live_session(url: str, port: int) -> int:
     import asyncio
 
-    import websockets
-
-    async with websockets.connect(url.replace("http://", "ws://") + "/_stcore/stream",
-                                  subprotocols=["streamlit"], max_size=None) as ws:
-        message = BackMsg()
-        message.rerun_script.page_name = "Draw"
-        await ws.send(message.SerializeToString())
-        while True:
-            reply = ForwardMsg()
-            reply.ParseFromString(await ws.recv())
-            if reply.WhichOneof("type") == "new_session":
-                session = reply.new_session.initialize.session_id
-                return await asyncio.to_thread(_put_upload, port, session, 200 * 2**20)
+    async with wire.connect(url) as ws:
+        await ws.send(wire.rerun("Draw"))
+        run = await wire.read_run(ws)
+        session = next(message.new_session.initialize.session_id for message, _ in run
+                       if message.WhichOneof("type") == "new_session")
+        return await asyncio.to_thread(_put_upload, port, session, 200 * 2**20)
 
 
 def test_a_student_cannot_upload_files_to_the_server(classroom):
@@ -461,26 +377,12 @@ def test_a_student_cannot_upload_files_to_the_server(classroom):
 
 async def _largest_message(url: str, page: str) -> int:
     """The largest websocket message a teacher's session receives opening `page`."""
-    import websockets
-
-    largest = 0
-    async with websockets.connect(url.replace("http://", "ws://") + "/_stcore/stream",
-                                  subprotocols=["streamlit"], max_size=None) as ws:
-        message = BackMsg()
-        message.rerun_script.page_name = page
-        await ws.send(message.SerializeToString())
-        while True:
-            data = await ws.recv()
-            largest = max(largest, len(data))
-            reply = ForwardMsg()
-            reply.ParseFromString(data)
-            if reply.WhichOneof("type") == "script_finished":
-                return largest
+    async with wire.connect(url) as ws:
+        await ws.send(wire.rerun(page))
+        return max(size for _, size in await wire.read_run(ws))
 
 
 def test_every_pages_largest_message_is_far_under_the_message_limit(classroom):
-    from streamlit import config
-
     server, _, _ = classroom
     limit = 8 * 2**20  # .streamlit/config.toml's server.maxMessageSize, in bytes
     config_text = (e2e.REPO / ".streamlit" / "config.toml").read_text()
@@ -488,4 +390,3 @@ def test_every_pages_largest_message_is_far_under_the_message_limit(classroom):
     for page in ["", "Explore", "Train", "Draw", "Class_drawings", "Inside_the_network", "Join"]:
         largest = wire.run(_largest_message(server.url, page or "app"))
         assert largest < limit / 4, (page, largest)  # room for a 4x-density drawing
-    assert config.get_option("server.maxMessageSize") >= 0  # the option exists in Streamlit

@@ -59,62 +59,89 @@ def run(coroutine):
         return pool.submit(asyncio.run, coroutine).result()
 
 
+def connect(url: str, timeout: float = 30, **options):
+    """A websocket to the app at `url` (http://host:port), as Streamlit's frontend opens it.
+    Use as `async with connect(url) as ws:`."""
+    return websockets.connect(url.replace("http://", "ws://") + "/_stcore/stream",
+                              subprotocols=["streamlit"], max_size=None, open_timeout=timeout,
+                              **options)
+
+
+def rerun(page_name: str, page_hash: str = "", triggers: tuple[str, ...] = (),
+          checked: tuple[str, ...] = ()) -> bytes:
+    """A rerun request for a page: with buttons pressed (`triggers`) and checkboxes ticked
+    (`checked`), by widget id, as a browser sends them."""
+    message = BackMsg()
+    message.rerun_script.page_name = page_name
+    message.rerun_script.page_script_hash = page_hash
+    for widget_id in checked:
+        widget = message.rerun_script.widget_states.widgets.add()
+        widget.id, widget.bool_value = widget_id, True
+    for widget_id in triggers:
+        widget = message.rerun_script.widget_states.widgets.add()
+        widget.id, widget.trigger_value = widget_id, True
+    return message.SerializeToString()
+
+
+async def read_run(ws, timeout: float = 120) -> list[tuple[ForwardMsg, int]]:
+    """Every message of one script run, with its size in bytes, up to its script_finished."""
+    received = []
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            data = await asyncio.wait_for(ws.recv(), deadline - time.monotonic())
+        except (TimeoutError, ValueError):
+            raise ScriptError(f"the page did not finish in {timeout:.0f} s") from None
+        message = ForwardMsg()
+        message.ParseFromString(data)
+        received.append((message, len(data)))
+        if message.WhichOneof("type") == "script_finished":
+            return received
+
+
+def elements(run: list[tuple[ForwardMsg, int]]):
+    """The elements a run showed: (kind, element) such as ("button", ButtonProto)."""
+    for message, _ in run:
+        if message.WhichOneof("type") == "delta" and \
+                message.delta.WhichOneof("type") == "new_element":
+            kind = message.delta.new_element.WhichOneof("type")
+            yield kind, getattr(message.delta.new_element, kind)
+
+
 async def send_clear_cache(url: str, timeout: float = 30) -> None:
     """What any visitor's websocket may send: Streamlit's "Clear caches" (no developer check)."""
-    ws_url = url.replace("http://", "ws://") + "/_stcore/stream"
-    async with websockets.connect(ws_url, subprotocols=["streamlit"], max_size=None,
-                                  open_timeout=timeout) as ws:
+    async with connect(url, timeout) as ws:
         message = BackMsg()
         message.clear_cache = True
         await ws.send(message.SerializeToString())
-        message = BackMsg()
-        message.rerun_script.page_name = "Home"  # a run after the clear: it was handled
-        await ws.send(message.SerializeToString())
-        deadline = time.monotonic() + timeout
-        while True:
-            reply = ForwardMsg()
-            reply.ParseFromString(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
-            if reply.WhichOneof("type") == "script_finished":
-                return
+        await ws.send(rerun("Home"))  # a run after the clear: it was handled
+        await read_run(ws, timeout)
 
 
 async def open_page(url: str, page_name: str, query_string: str = "",
                     timeout: float = 120) -> list[str]:
     """One visitor opening a page: the markdown and headings it showed, in order.
     ScriptError if the page showed an exception or did not finish."""
-    ws_url = url.replace("http://", "ws://") + "/_stcore/stream"
-    texts = []
-    async with websockets.connect(ws_url, subprotocols=["streamlit"], max_size=None,
-                                  open_timeout=timeout) as ws:
+    async with connect(url, timeout) as ws:
         message = BackMsg()
         message.rerun_script.page_name = page_name
         message.rerun_script.query_string = query_string
         await ws.send(message.SerializeToString())
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                data = await asyncio.wait_for(ws.recv(), deadline - time.monotonic())
-            except (TimeoutError, ValueError):
-                raise ScriptError(f"{page_name} did not finish in {timeout:.0f} s") from None
-            reply = ForwardMsg()
-            reply.ParseFromString(data)
-            kind = reply.WhichOneof("type")
-            if kind == "delta" and reply.delta.WhichOneof("type") == "new_element":
-                shown = reply.delta.new_element
-                element = shown.WhichOneof("type")
-                if element == "exception":
-                    raise ScriptError(shown.exception.message)
-                if element in ("markdown", "heading"):
-                    texts.append(getattr(shown, element).body)
-            elif kind == "script_finished":
-                return texts
+        run = await read_run(ws, timeout)
+    texts = []
+    for kind, element in elements(run):
+        if kind == "exception":
+            raise ScriptError(element.message)
+        if kind in ("markdown", "heading"):
+            texts.append(element.body)
+    return texts
 
 
 class DrawVisitor:
     """One session on /Draw. Use as `async with DrawVisitor(url) as visitor:`."""
 
     def __init__(self, url: str, timeout: float = 30):
-        self.ws_url = url.replace("http://", "ws://") + "/_stcore/stream"
+        self.url = url
         self.timeout = timeout
         self.ws = None
         self.page_script_hash = ""
@@ -124,8 +151,7 @@ class DrawVisitor:
         self.alerts: list[str] = []  # what the last run showed in st.error/warning/info
 
     async def __aenter__(self) -> DrawVisitor:
-        self.ws = await websockets.connect(self.ws_url, subprotocols=["streamlit"],
-                                           max_size=None, open_timeout=self.timeout)
+        self.ws = await connect(self.url, self.timeout)
         message = BackMsg()
         message.rerun_script.page_name = "Draw"
         await self.ws.send(message.SerializeToString())
