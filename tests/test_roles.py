@@ -79,6 +79,14 @@ def has_button(page, name: str) -> bool:
             or main(page).get_by_role("link", name=name).count() > 0)
 
 
+def wait_for_button(page, name: str, timeout: float = 30000) -> None:
+    button = e2e.app_button(page, name).or_(main(page).get_by_role("link", name=name))
+    try:
+        button.first.wait_for(timeout=timeout)
+    except Exception as error:
+        raise AssertionError(f"no {name!r} on the page, which reads:\n{main_text(page)}") from error
+
+
 def assert_clean(page):
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.errors == []
@@ -109,8 +117,10 @@ def test_each_page_shows_teacher_controls_to_the_teacher_only(classroom, browser
             assert_clean(page)
         if path == "Class_drawings":  # the export/delete expander must be opened to see them
             teacher.get_by_text("Export or delete drawings").click()
+        for name in controls:  # the teacher's page may still be arriving: wait for each
+            wait_for_button(teacher, name)
+        e2e.wait_until_idle(student)  # the student's whole page has arrived
         for name in controls:
-            assert has_button(teacher, name), name
             assert not has_button(student, name), name
             # In the page itself: Streamlit's status widget shows its own "Stop" while the
             # live panel reruns every second.
