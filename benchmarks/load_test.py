@@ -1,7 +1,7 @@
 """A class at once: visitors drawing on /Draw while a training runs from /Train.
 
     python -m benchmarks.load_test [--visitors 10] [--wire-visitors 0] [--wire-pace 0.8 1.2]
-                                   [--seconds 60] [--no-training]
+                                   [--join-seconds 0] [--seconds 60] [--no-training]
 
 Starts the app on a free port with a fresh models folder, trains the default model once
 alone (through the Train page) for a baseline, then opens N independent Chromium contexts
@@ -45,6 +45,20 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[int(q * (len(ordered) - 1))] if ordered else float("nan")
 
 
+def _windows_line(sent_at: list[float], latencies: list[float], windows: int = 6) -> str:
+    """p95 in each sixth of the run: a queue that builds up, or drains, shows here."""
+    if not sent_at:
+        return "    p95 over time: none"
+    start, end = min(sent_at), max(sent_at) + 1e-9
+    width = (end - start) / windows
+    parts = []
+    for window in range(windows):
+        inside = [latency for at, latency in zip(sent_at, latencies)
+                  if start + window * width <= at < start + (window + 1) * width]
+        parts.append(f"{percentile(inside, 0.95):.2f}" if inside else "-")
+    return f"    p95 in each {width:.0f} s of the run: {' '.join(parts)}"
+
+
 def _latency_line(label: str, latencies: list[float]) -> str:
     if not latencies:
         return f"  {label}: none"
@@ -61,12 +75,14 @@ class LoadResult:
     per_visitor: dict[int, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     wire_latencies: list[float] = field(default_factory=list)
+    wire_sent_at: list[float] = field(default_factory=list)  # time.time() of each drawing sent
     wire_wrong: int = 0
     errors: list[str] = field(default_factory=list)
     training_alone: float | None = None
     training_loaded: float | None = None
     server_rss_mb: list[float] = field(default_factory=list)
     cpu_cores: dict[str, float] = field(default_factory=dict)
+    all_joined_at: float = 0.0  # time.time() when the last visitor had joined
 
     def report(self) -> str:
         who = [f"{self.visitors} visitors in Chromium"] if self.visitors else []
@@ -83,6 +99,12 @@ class LoadResult:
         if self.wire_visitors:
             lines.append(_latency_line("no browser, drawing sent -> Prediction received",
                                        self.wire_latencies))
+            lines.append(_windows_line(self.wire_sent_at, self.wire_latencies))
+            joined = [latency for at, latency in zip(self.wire_sent_at, self.wire_latencies)
+                      if at >= self.all_joined_at]
+            if joined and len(joined) < len(self.wire_latencies):
+                lines.append(_latency_line("  once all had joined (the training runs then)",
+                                           joined))
             lines.append(f"    the canvas's own {CANVAS_SEND_DELAY} s wait after mouse-up comes"
                          f" on top; {self.wire_wrong} of {len(self.wire_latencies)}"
                          " predictions were not the digit drawn")
@@ -116,8 +138,10 @@ class CpuMeter:
 
     def _group(self, pid: int, server_tree: set[int]) -> str:
         command = e2e.command_line(pid)
+        if "mnist_core.training" in command:  # the worker, whoever its parent is now
+            return "training"
         if pid in server_tree:
-            return "training" if "mnist_core.worker" in command else "server"
+            return "server"
         return "browsers" if "chrom" in Path(command.split(" ", 1)[0]).name else "test driver"
 
     def sample(self) -> None:
@@ -244,13 +268,16 @@ async def visitor(page, number: int, until: float, result: LoadResult) -> None:
         await page.context.close()
 
 
-async def teacher_trains(browser, url: str, models_dir: Path, result: LoadResult) -> bool:
-    """Start the default training from the Train page; wait until it is saved and shown."""
+async def teacher_trains(browser, url: str, models_dir: Path, result: LoadResult,
+                         start_at: float = 0.0, stay_until: float = 0.0) -> bool:
+    """Open the Train page, press Start at `start_at` (time.time()), wait until the run is
+    saved and shown; keep the page open until `stay_until`, as a teacher projecting it does."""
     context = await browser.new_context(viewport={"width": 1300, "height": 1100})
     store = ModelStore(models_dir)
     before = len(store.scan().usable)
     try:
         page = await _open(context, f"{url}/Train")
+        await asyncio.sleep(max(0.0, start_at - time.time()))
         await e2e.app_button(page, "Start training").click()
         deadline = time.time() + 600
         while len(store.scan().usable) == before:
@@ -259,6 +286,7 @@ async def teacher_trains(browser, url: str, models_dir: Path, result: LoadResult
             await asyncio.sleep(0.5)
         run_id = store.scan().usable[0].run_id
         await page.get_by_text(f"Saved as run {run_id}").first.wait_for(timeout=30000)
+        await asyncio.sleep(max(0.0, stay_until - time.time()))
         for text in await _exceptions(page):
             result.errors.append(f"teacher: {text.splitlines()[0]}")
         result.errors.extend(page.errors)
@@ -271,14 +299,18 @@ async def teacher_trains(browser, url: str, models_dir: Path, result: LoadResult
 
 
 async def wire_visitor(url: str, number: int, until: float, result: LoadResult,
-                       every: tuple[float, float] = (0.8, 1.2)) -> None:
-    """A visitor without a browser: clear, send a drawn digit, read the Prediction."""
+                       every: tuple[float, float] = (0.8, 1.2), join_at: float = 0.0) -> None:
+    """A visitor without a browser: joins at `join_at` (time.time()), then clears, sends a
+    drawn digit and reads the Prediction, again and again until `until`."""
+    await asyncio.sleep(max(0.0, join_at - time.time()))
     try:
         async with wire.DrawVisitor(url, timeout=120) as session:
             async for digit in Pace(number, until, every).digits():
                 await session.clear()
+                sent_at = time.time()
                 prediction, seconds = await session.draw(digit)
                 result.wire_latencies.append(seconds)
+                result.wire_sent_at.append(sent_at)
                 result.wire_wrong += prediction != str(digit)
     except Exception as exc:
         result.errors.append(f"visitor {number} (no browser): {type(exc).__name__}: {exc}")
@@ -291,7 +323,7 @@ def newest_fit_seconds(models_dir: Path) -> float | None:
 
 async def _load(url: str, models_dir: Path, visitors: int, wire_visitors: int, seconds: float,
                 train: bool, result: LoadResult, meter: CpuMeter,
-                wire_pace: tuple[float, float] = (0.8, 1.2)) -> None:
+                wire_pace: tuple[float, float] = (0.8, 1.2), join_seconds: float = 0.0) -> None:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
@@ -303,14 +335,22 @@ async def _load(url: str, models_dir: Path, visitors: int, wire_visitors: int, s
                                      return_exceptions=True)
         result.errors += [f"visitor {i}: {type(page).__name__}: {page}"
                           for i, page in enumerate(pages) if isinstance(page, BaseException)]
-        until = time.time() + seconds
+        # Students join over `join_seconds` (scanning the QR code), each at a moment of its
+        # own; the teacher, on the Train page from the start, starts the training once they
+        # are all in, and the class draws for `seconds` more.
+        began = time.time()
+        result.all_joined_at = began + join_seconds
+        until = result.all_joined_at + seconds
+        joins = random.Random(0)
         meter.mark()
         tasks = [visitor(page, i, until, result) for i, page in enumerate(pages)
                  if not isinstance(page, BaseException)]
-        tasks += [wire_visitor(url, visitors + i, until, result, wire_pace)
+        tasks += [wire_visitor(url, visitors + i, until, result, wire_pace,
+                               began + joins.uniform(0, join_seconds))
                   for i in range(wire_visitors)]
         if train:
-            tasks.append(teacher_trains(browser, url, models_dir, result))
+            tasks.append(teacher_trains(browser, url, models_dir, result,
+                                        start_at=result.all_joined_at, stay_until=until))
         await asyncio.gather(*tasks)
         result.cpu_cores = meter.cores()
         if train:
@@ -319,8 +359,8 @@ async def _load(url: str, models_dir: Path, visitors: int, wire_visitors: int, s
 
 
 def run_load(visitors: int, seconds: float, train: bool = True, work_dir: Path | None = None,
-             wire_visitors: int = 0,
-             wire_pace: tuple[float, float] = (0.8, 1.2)) -> LoadResult:
+             wire_visitors: int = 0, wire_pace: tuple[float, float] = (0.8, 1.2),
+             join_seconds: float = 0.0) -> LoadResult:
     """Start the app, run the load, stop the app; everything lives in `work_dir`."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(work_dir or tmp)
@@ -340,7 +380,7 @@ def run_load(visitors: int, seconds: float, train: bool = True, work_dir: Path |
         sampler.start()
         try:
             asyncio.run(_load(server.url, models, visitors, wire_visitors, seconds, train, result,
-                              meter, wire_pace))
+                              meter, wire_pace, join_seconds))
         finally:
             sampling.set()
             server.stop()
@@ -355,13 +395,17 @@ def main() -> None:
     parser.add_argument("--wire-pace", type=float, nargs=2, default=(0.8, 1.2),
                         metavar=("LOW", "HIGH"),
                         help="seconds between two drawings of a visitor without a browser")
+    parser.add_argument("--join-seconds", type=float, default=0.0,
+                        help="visitors without a browser join over this many seconds before the "
+                             "training starts and the `--seconds` of drawing begin")
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--no-training", action="store_true",
                         help="visitors only, no training while they draw")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args()
     result = run_load(args.visitors, args.seconds, train=not args.no_training,
-                      wire_visitors=args.wire_visitors, wire_pace=tuple(args.wire_pace))
+                      wire_visitors=args.wire_visitors, wire_pace=tuple(args.wire_pace),
+                      join_seconds=args.join_seconds)
     print(result.report())
     if args.json:
         print(json.dumps({
