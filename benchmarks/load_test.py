@@ -53,7 +53,7 @@ def _windows_line(sent_at: list[float], latencies: list[float], windows: int = 6
     width = (end - start) / windows
     parts = []
     for window in range(windows):
-        inside = [latency for at, latency in zip(sent_at, latencies)
+        inside = [latency for at, latency in zip(sent_at, latencies, strict=True)
                   if start + window * width <= at < start + (window + 1) * width]
         parts.append(f"{percentile(inside, 0.95):.2f}" if inside else "-")
     return f"    p95 in each {width:.0f} s of the run: {' '.join(parts)}"
@@ -100,7 +100,8 @@ class LoadResult:
             lines.append(_latency_line("no browser, drawing sent -> Prediction received",
                                        self.wire_latencies))
             lines.append(_windows_line(self.wire_sent_at, self.wire_latencies))
-            joined = [latency for at, latency in zip(self.wire_sent_at, self.wire_latencies)
+            joined = [latency for at, latency in zip(self.wire_sent_at, self.wire_latencies,
+                                                      strict=True)
                       if at >= self.all_joined_at]
             if joined and len(joined) < len(self.wire_latencies):
                 lines.append(_latency_line("  once all had joined (the training runs then)",
