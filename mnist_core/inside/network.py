@@ -327,7 +327,8 @@ def _linear_backward(layer: NetLayer, grad: np.ndarray, layer_input: np.ndarray)
         top, left = _padding(layer)
         return padded[:, top:top + layer.input_shape[0], left:left + layer.input_shape[1]]
     if layer.kind == "MaxPooling2D":
-        # The gradient goes to the first maximum of each window, as TensorFlow's does.
+        # The gradient goes to the first maximum of each window (among exactly equal maxima
+        # TensorFlow's choice depends on the CPU's kernels; any one is a right answer).
         (ph, pw), (oh, ow) = layer.strides, layer.output_shape[:2]
         pooled = np.maximum.reduce(_pool_windows(layer, layer_input))
         out = np.zeros_like(layer_input)
