@@ -157,16 +157,35 @@ class CpuMeter:
         """Count from now on."""
         self.sample()
         self.start = {pid: seconds for pid, (_, seconds) in self.used.items()}
+        self.machine_start = machine_seconds()
         self.started_at = time.monotonic()
 
     def cores(self) -> dict[str, float]:
-        """Average number of cores each group used since `mark()`."""
+        """Average number of cores each group used since `mark()`; "elsewhere" is what the
+        rest of the machine used, "stolen" what the host gave to other machines (a shared
+        virtual machine: the same run can be several times slower when this is high)."""
         self.sample()
         elapsed = time.monotonic() - self.started_at
         totals = dict.fromkeys(["server", "training", "browsers", "test driver"], 0.0)
         for pid, (group, seconds) in self.used.items():
             totals[group] += seconds - self.start.get(pid, 0.0)
+        busy, stolen = (now - then for now, then in
+                        zip(machine_seconds(), self.machine_start, strict=True))
+        totals["elsewhere"] = max(0.0, busy - sum(totals.values()))
+        totals["stolen"] = stolen
         return {group: total / elapsed for group, total in totals.items()}
+
+
+def machine_seconds() -> tuple[float, float]:
+    """CPU seconds the whole machine has been busy, and those the host stole (/proc/stat)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    stolen = fields[7] if len(fields) > 7 else 0
+    return (sum(fields[:8]) - idle - stolen) / ticks, stolen / ticks
 
 
 class Pace:

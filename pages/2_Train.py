@@ -162,7 +162,7 @@ def results(run: Run) -> None:
     left, right = st.columns(2)
     with left:
         st.subheader("Confusion matrix")
-        st.image(ui.png(plots.confusion_figure(evaluation.confusion_matrix)))
+        st.image(ui.confusion_png(evaluation.confusion_matrix))
     with right:
         st.subheader("Accuracy per digit")
         st.bar_chart(pd.DataFrame({"digit": [str(d) for d in range(10)],
@@ -171,11 +171,10 @@ def results(run: Run) -> None:
     st.subheader("Mistakes it was most sure about")
     wrong = evaluation.misclassified[:GALLERY_SIZE]
     if wrong:
-        st.image(ui.png(plots.grid_figure(
-            data.x_valid[[m.index for m in wrong]],
-            [f"{m.true}→{m.predicted} {m.confidence:.0%}" for m in wrong],
-            title_colors=["#c0392b"] * len(wrong),
-        ), dpi=90), caption="x_valid images: true digit → predicted digit, confidence")
+        st.html(plots.images_html(
+            [(data.x_valid[m.index], f"{m.true}→{m.predicted} {m.confidence:.0%}")
+             for m in wrong], width=64, caption_colors=["#c0392b"] * len(wrong)))
+        st.caption("x_valid images: true digit → predicted digit, confidence")
 
 
 def run_in_link(by_id: dict[str, Run]) -> None:

@@ -174,6 +174,16 @@ def label_panel(steps, probabilities, digit: int) -> None:
              args=(steps, probabilities, key))
 
 
+def unsure_html(unsure: tuple[int, float] | None) -> str:
+    """When the model is unsure, a warning naming the runner-up (above the probabilities)."""
+    if unsure is None:
+        return ""
+    return ('<div role="status" style="background:#fffbe6;border-left:4px solid #f2b600;'
+            'border-radius:4px;padding:0.6rem 0.8rem;margin-bottom:0.8rem;color:#574400">'
+            f"<b>Not sure.</b> It could also be a <b>{unsure[0]}</b> ({unsure[1]:.0%}). "
+            "Try drawing it larger or more like a printed digit.</div>")
+
+
 def pick_label(steps, probabilities, key: str) -> None:
     choice = st.session_state.draw_label_choice
     if choice is not None:
@@ -208,13 +218,12 @@ def drawing_panel() -> None:
     digit = int(np.argmax(probabilities))
     st.session_state.draw_last_x = steps.x  # (1, 784) float32: the Inside page shows it
     with right:
-        st.metric("Prediction", digit, help="the digit with the highest probability")
-        st.caption(f"confidence {probabilities[digit]:.1%}")
-        unsure = doubt(probabilities)
-        if unsure is not None:
-            st.warning(f"**Not sure.** It could also be a **{unsure[0]}** ({unsure[1]:.0%}). "
-                       "Try drawing it larger or more like a printed digit.")
-        st.markdown(plots.probabilities_html(probabilities), unsafe_allow_html=True)
+        # As few elements as can show it: each one is a message through the server for every
+        # stroke of every visitor.
+        st.metric("Prediction", digit, delta=f"{probabilities[digit]:.1%}", delta_color="off",
+                  delta_arrow="off", delta_description="confidence",
+                  help="the digit with the highest probability")
+        st.html(unsure_html(doubt(probabilities)) + plots.probabilities_html(probabilities))
         if ui.collecting():
             label_panel(steps, probabilities, digit)
     show_steps(steps)

@@ -66,12 +66,11 @@ def gallery(result) -> None:
         st.caption("No drawings of this digit yet.")
         return
     wrong = result.predicted[shown] != result.labels[shown]
-    st.image(ui.png(plots.grid_figure(
-        result.images[shown],
-        [f"#{result.ids[i]} {result.labels[i]}→{result.predicted[i]}" if w
-         else f"#{result.ids[i]} {result.labels[i]} ✓" for i, w in zip(shown, wrong, strict=True)],
-        title_colors=["#c0392b" if w else "#1e8449" for w in wrong],
-    ), dpi=90), caption="as the model sees them (28x28): #id drawn digit → predicted digit")
+    st.html(plots.images_html(
+        [(result.images[i], f"#{result.ids[i]} {result.labels[i]}→{result.predicted[i]}" if w
+          else f"#{result.ids[i]} {result.labels[i]} ✓") for i, w in zip(shown, wrong, strict=True)],
+        width=64, caption_colors=["#c0392b" if w else "#1e8449" for w in wrong]))
+    st.caption("as the model sees them (28x28): #id drawn digit → predicted digit")
 
 
 def export_and_delete(count: int) -> None:
@@ -168,7 +167,7 @@ with left:
     st.caption("Drawings per digit: " + ", ".join(f"{d}: {c}" for d, c in enumerate(counts)))
 with right:
     st.subheader("Confusion matrix of the drawings")
-    st.image(ui.png(plots.confusion_figure(result.evaluation.confusion_matrix)))
+    st.image(ui.confusion_png(result.evaluation.confusion_matrix))
 
 if teacher:
     gallery(result)

@@ -1,4 +1,5 @@
-"""The training worker runs at the lowest priority, every thread of it."""
+"""The training worker runs at the lowest priority, every thread of it, and off the
+server's core while visitors are connected."""
 
 from __future__ import annotations
 
@@ -11,19 +12,25 @@ from pathlib import Path
 import pytest
 
 from mnist_core.training import launch
+from mnist_core.training.supervisor import WORKER_THREADS_ENV, worker_threads
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parent.parent
 SCHED_IDLE = 5
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads Linux's /proc")
-def test_every_thread_of_the_launched_module_yields_the_cpu():
+def probe(**env) -> dict:
+    """Launch tests.priority_probe as the worker is launched; its report."""
     result = subprocess.run(
         [sys.executable, "-m", launch.__name__, "tests.priority_probe"], cwd=REPO,
-        capture_output=True, text=True, env={**os.environ, "OPENBLAS_NUM_THREADS": "2"},
-        check=True)
-    report = json.loads(result.stdout)
+        capture_output=True, text=True,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "2", **env}, check=True)
+    return json.loads(result.stdout)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads Linux's /proc")
+def test_every_thread_of_the_launched_module_yields_the_cpu():
+    report = probe()
     threads = report["threads"].values()
     assert len(threads) >= 2  # numpy's BLAS pool started threads after the launch
     parent_nice = os.nice(0)
@@ -32,3 +39,22 @@ def test_every_thread_of_the_launched_module_yields_the_cpu():
         if report["how"] == "SCHED_IDLE":
             assert thread["policy"] == SCHED_IDLE
     assert report["how"] in ("SCHED_IDLE", f"nice {launch.NICENESS}")
+
+
+def test_visitors_connected_leave_the_server_a_core():
+    assert worker_threads(visitors=0, cores=8) is None  # alone: every core trains
+    assert worker_threads(visitors=1, cores=8) == 7
+    assert worker_threads(visitors=300, cores=2) == 1
+    assert worker_threads(visitors=30, cores=1) is None  # one core: nothing to leave
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists() or len(os.sched_getaffinity(0)) < 2,
+                    reason="reads Linux's /proc; needs two cores to leave one")
+def test_a_worker_limited_to_n_threads_keeps_every_thread_off_the_first_core():
+    cores = sorted(os.sched_getaffinity(0))
+    limited = probe(**{WORKER_THREADS_ENV: str(len(cores) - 1)})["threads"].values()
+    assert len(limited) >= 2
+    for thread in limited:
+        assert thread["cores"] == cores[1:]
+    for thread in probe()["threads"].values():
+        assert thread["cores"] == cores

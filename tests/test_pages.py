@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from mnist_core.config import BOUNDS
@@ -170,6 +174,17 @@ def test_class_drawings_reports_accuracy_next_to_mnist(with_trained_model, train
     assert metric(app, "Accuracy on drawings") == f"{expected:.1%}"
     assert metric(app, "Accuracy on MNIST validation") == f"{trained_run.val_accuracy:.1%}"
     assert any("the **20** drawings, with **5** held out" in m.value for m in app.markdown)
+    # The teacher's gallery: every drawing as the model sees it, its mistakes first.
+    gallery = next(h.proto.body for h in app.get("html") if "✓" in h.proto.body)
+    shown = [np.asarray(Image.open(io.BytesIO(base64.b64decode(s))))
+             for s in re.findall(r'src="data:image/png;base64,([^"]+)"', gallery)]
+    assert len(shown) == 25
+    index_of = {mnist.x_valid[i].tobytes(): i for i in range(25)}
+    order = [index_of[image.tobytes()] for image in shown]
+    assert sorted(order) == list(range(25))
+    missed = [i for i in order if predicted[i] != mnist.y_valid[i]]
+    assert order[:len(missed)] == missed
+    assert gallery.count("✓</figcaption>") == 25 - len(missed)
     next(b for b in app.button if b.label == "Delete this drawing").click().run()
     assert drawings_db.count() == 24 and metric(app, "Labelled drawings") == "24"
 
@@ -327,3 +342,16 @@ def test_the_teacher_is_told_what_blocks_students_when_nobody_joins(models_dir, 
     app = run_page("app.py")
     assert any("Students join at **http://192.168.1.20:8501**" in m.value for m in app.markdown)
     assert any("Nobody has joined yet" in i.value and "firewall" in i.value for i in app.info)
+
+
+def test_train_shows_the_mistakes_it_was_most_sure_about_as_the_digits_themselves(
+        with_trained_model, trained_run, mnist):
+    app = run_page("pages/2_Train.py")
+    wrong = trained_run.record.evaluation.misclassified[:30]
+    gallery = next(h.proto.body for h in app.get("html") if "→" in h.proto.body)
+    sources = re.findall(r'src="data:image/png;base64,([^"]+)"', gallery)
+    shown = [np.asarray(Image.open(io.BytesIO(base64.b64decode(s)))) for s in sources]
+    assert len(shown) == len(wrong) > 0
+    for image, mistake in zip(shown, wrong, strict=True):
+        assert np.array_equal(image, mnist.x_valid[mistake.index])  # 28x28, as it is
+        assert f"{mistake.true}→{mistake.predicted} {mistake.confidence:.0%}" in gallery

@@ -158,6 +158,16 @@ def test_two_logical_devices_train_mirrored(tmp_path):
     assert snap.val_accuracy > 0.85
 
 
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores to leave one")
+def test_a_training_started_with_visitors_connected_leaves_them_a_core(tmp_path):
+    trainer = Trainer(tmp_path)
+    trainer.start(TrainConfig(epochs=1, train_size=2000), visitors=30)
+    snap = trainer.wait(timeout=300)
+    assert snap.state == "finished", snap.error
+    threads = (os.cpu_count() or 1) - 1
+    assert f"{threads} thread{'s' if threads > 1 else ''}: a core left for visitors" in snap.device
+
+
 START_IN_ANOTHER_PROCESS = """
 import json, sys
 from mnist_core.config import TrainConfig

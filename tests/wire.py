@@ -149,6 +149,7 @@ class DrawVisitor:
         self.canvas_id = ""
         self._states = {digit: canvas_state(digit) for digit in [None, *DIGIT_STROKES]}
         self.alerts: list[str] = []  # what the last run showed in st.error/warning/info
+        self.html: list[str] = []  # and in st.html
 
     async def __aenter__(self) -> DrawVisitor:
         self.ws = await connect(self.url, self.timeout)
@@ -166,7 +167,7 @@ class DrawVisitor:
     async def _until_finished(self) -> tuple[str | None, float]:
         """Read the run's output until it finishes: the Prediction shown (if any) and when."""
         prediction, shown_at = None, 0.0
-        self.alerts = []
+        self.alerts, self.html = [], []
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -185,6 +186,8 @@ class DrawVisitor:
                     raise ScriptError(shown.exception.message)
                 if element == "alert":
                     self.alerts.append(shown.alert.body)
+                if element == "html":
+                    self.html.append(shown.html.body)
                 if element == "metric" and shown.metric.label == "Prediction":
                     prediction, shown_at = shown.metric.body, time.perf_counter()
                 if element == "bidi_component" and "draw_canvas" in shown.bidi_component.id:

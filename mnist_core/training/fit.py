@@ -43,6 +43,7 @@ from mnist_core.runs.record import (
 )
 from mnist_core.skeleton import thin
 from mnist_core.training.snapshots import FeatureSnapshots, export_weights, sample_indices
+from mnist_core.training.supervisor import WORKER_THREADS_ENV
 
 # How often batch metrics are written: enough for a smooth live chart, few enough lines
 # that a 9375-batch notebook-style run stays a small file.
@@ -82,12 +83,25 @@ class FineTune:
     result: FineTuneResult
 
 
+def limit_cpu_threads() -> int | None:
+    """TensorFlow's CPU threads as the supervisor asked (`MNIST_WORKER_THREADS`), set
+    before TensorFlow starts its thread pools; None when not asked."""
+    value = os.environ.get(WORKER_THREADS_ENV, "")
+    if not value.isdigit() or int(value) < 1:
+        return None
+    threads = int(value)
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    return threads
+
+
 def setup_devices() -> Devices:
     """All GPUs (mirrored when several), else the CPU.
 
     `MNIST_LOGICAL_CPUS=N` splits the CPU into N logical devices and mirrors across them,
     which exercises the multi-GPU code path on a machine without GPUs.
     """
+    threads = limit_cpu_threads()
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)  # share the GPU with others
@@ -106,6 +120,8 @@ def setup_devices() -> Devices:
     else:
         devices = ("CPU:0",)
         kind, label = "CPU", cpu_label()
+        if threads is not None:
+            label += f", {threads} thread{'s' if threads > 1 else ''}: a core left for visitors"
     if len(devices) > 1:
         strategy = tf.distribute.MirroredStrategy(devices=[f"/{d}" for d in devices])
     else:

@@ -29,7 +29,20 @@ def lower_priority() -> str:
     return f"nice {NICENESS}"
 
 
+def keep_to_cores(threads_env: str = "MNIST_WORKER_THREADS") -> None:
+    """When the supervisor limits the worker's threads (visitors are connected), keep the
+    whole process, every thread it will start, on that many of the last cores: the first
+    stays the server's alone (`mnist_core.training.supervisor.worker_threads`)."""
+    value = os.environ.get(threads_env, "")
+    if not value.isdigit() or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    if 0 < int(value) < len(cores):
+        os.sched_setaffinity(0, cores[-int(value):])
+
+
 def main() -> None:
+    keep_to_cores()
     os.environ["MNIST_WORKER_PRIORITY"] = lower_priority()
     module, sys.argv = sys.argv[1], sys.argv[1:]
     runpy.run_module(module, run_name="__main__", alter_sys=True)

@@ -58,6 +58,21 @@ class Started:
                 "releasing its lease; it was recovered.")
 
 
+WORKER_THREADS_ENV = "MNIST_WORKER_THREADS"  # TensorFlow's CPU threads in the worker
+
+
+def worker_threads(visitors: int, cores: int | None = None) -> int | None:
+    """CPU threads for a training while `visitors` are connected: all cores but one, so the
+    server answering them always has a core of its own (None: TensorFlow's default, all).
+
+    Measured with 300 students drawing (benchmarks/RESULTS.md): even at the lowest
+    priority, TensorFlow's threads on every core, waking each other many times per step,
+    delay the server's own threads; one core left free removes most of that.
+    """
+    cores = cores or os.cpu_count() or 1
+    return cores - 1 if visitors > 0 and cores > 1 else None
+
+
 class Trainer:
     """stall_seconds: a worker that writes no event for this long is killed as hung.
     startup_seconds: the same before its first event (importing TensorFlow takes a while).
@@ -79,9 +94,11 @@ class Trainer:
         self._collecting = threading.Lock()
 
     def start(self, config: TrainConfig, drawings_npz: bytes | None = None,
-              timeout: float = 120) -> Started:
+              timeout: float = 120, visitors: int = 0) -> Started:
         """Start training `config` in a new run. Refused while a training runs anywhere on
-        this models folder. Returns once the worker holds the lease."""
+        this models folder. Returns once the worker holds the lease. With `visitors` (other
+        than the one starting it) connected to the server, the worker leaves them a core
+        (`worker_threads`)."""
         try:
             with self.lease.starting():
                 info = self.lease.current()
@@ -93,7 +110,7 @@ class Trainer:
                 self.tidy()  # nobody trains and nobody else starts
                 prepared = folder.prepare_run(self.root, config, drawings_npz)
                 run_id = prepared.name[1:]
-                process = self._spawn(prepared)
+                process = self._spawn(prepared, worker_threads(visitors))
                 self._wait_for_lease(process, prepared, run_id, timeout)
         except LeaseBusy as exc:
             raise JobRefused(str(exc)) from None
@@ -157,8 +174,10 @@ class Trainer:
                 return snap
             time.sleep(poll)
 
-    def _spawn(self, prepared: Path) -> subprocess.Popen:
+    def _spawn(self, prepared: Path, threads: int | None = None) -> subprocess.Popen:
         env = {**os.environ, **self.env}
+        if threads is not None:
+            env[WORKER_THREADS_ENV] = str(threads)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(folder.REPO_DIR), env.get("PYTHONPATH")) if p)
         env["PYTHONUNBUFFERED"] = "1"
