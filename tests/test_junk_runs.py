@@ -525,7 +525,7 @@ def test_a_start_removes_what_killed_writers_left_and_prunes_failed_runs(root, r
     young = root / ".choice.json.being-written.tmp"  # another server writing right now
     young.write_text("{")
 
-    def spawn(self, prepared):  # the worker's first steps, without TensorFlow
+    def spawn(self, prepared, threads=None):  # the worker's first steps, without TensorFlow
         return subprocess.Popen([sys.executable, "-c", FAKE_WORKER, str(prepared)],
                                 cwd=folder.REPO_DIR, start_new_session=True,
                                 env={**os.environ, "PYTHONPATH": str(folder.REPO_DIR)})
