@@ -61,6 +61,7 @@ def set_stroke_width(page, width: int) -> None:
     if not thumb.is_visible():
         page.get_by_text("Pen and comparison").click()
         thumb.wait_for()
+        canvas_settled(page)  # the expander opens with an animation that moves the canvas
     current = int(thumb.input_value())
     if current == width:
         return
@@ -77,8 +78,24 @@ def set_stroke_width(page, width: int) -> None:
     page.wait_for_timeout(SLIDER_SETTLE_SECONDS * 1000)
 
 
+def canvas_settled(page, timeout: float = READ_TIMEOUT) -> dict:
+    """The canvas's box once it has stayed put for 0.3 s: a stroke drawn while the page's
+    layout still moves lands somewhere else on the canvas than the mouse went."""
+    canvas = page.locator("canvas.upper-canvas")
+    deadline = time.monotonic() + timeout
+    box = canvas.bounding_box()
+    while True:
+        page.wait_for_timeout(300)
+        now = canvas.bounding_box()
+        if now == box:
+            return box
+        if time.monotonic() > deadline:
+            raise TimeoutError("the canvas kept moving")
+        box = now
+
+
 def draw_strokes(page, drawing: Drawing) -> None:
-    box = page.locator("canvas.upper-canvas").bounding_box()
+    box = canvas_settled(page)
     for stroke in drawing.strokes:
         points = stroke if len(stroke) > 1 else np.vstack([stroke, stroke + 0.5])  # a dot moves
         page.mouse.move(box["x"] + points[0, 0], box["y"] + points[0, 1])
