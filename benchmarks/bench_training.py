@@ -60,8 +60,9 @@ def main() -> None:
     print(f"device: {record.device}, app precision: {record.precision}")
     print(f"notebook fit  (batch 32, RMSprop, 5 epochs): {notebook_seconds:6.1f} s  "
           f"val_accuracy {notebook_accuracy:.4f}")
-    print(f"app default   (batch {config.batch_size}, {config.optimizer} + schedule, "
-          f"{config.epochs} epochs): {app_seconds:6.1f} s  val_accuracy {app_accuracy:.4f}")
+    print(f"app default   (batch {config.batch_size}, {config.optimizer} + schedule"
+          f"{', augmented' if config.augment else ''}, {config.epochs} epochs): "
+          f"{app_seconds:6.1f} s  val_accuracy {app_accuracy:.4f}")
     print(f"speed-up: {notebook_seconds / app_seconds:.1f}x")
 
 
