@@ -45,16 +45,14 @@ def pixel_values_figure(image: np.ndarray, size: float = 9.0) -> Figure:
     return fig
 
 
-def grid_figure(images: np.ndarray, titles: list[str], cols: int = 10,
-                title_colors: list[str] | None = None) -> Figure:
+def grid_figure(images: np.ndarray, titles: list[str], cols: int = 10) -> Figure:
     """A grid of small digits, each with a title (its label, or true/predicted)."""
     rows = max(1, -(-len(images) // cols))
     fig = Figure(figsize=(cols * 1.0, rows * 1.15))
     for i, image in enumerate(images):
         ax = fig.add_subplot(rows, cols, i + 1)
         ax.imshow(image, cmap="gray", vmin=0, vmax=255)
-        color = title_colors[i] if title_colors else "black"
-        ax.set_title(titles[i], fontsize=9, color=color, pad=2)
+        ax.set_title(titles[i], fontsize=9, pad=2)
         ax.axis("off")
     fig.subplots_adjust(left=0.01, right=0.99, top=0.93, bottom=0.01, wspace=0.1, hspace=0.35)
     return fig

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from mnist_core.training import launch
-from mnist_core.training.supervisor import WORKER_THREADS_ENV, worker_threads
+from mnist_core.training.launch import WORKER_THREADS_ENV
+from mnist_core.training.supervisor import worker_threads
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parent.parent
@@ -51,7 +52,7 @@ def test_visitors_connected_leave_the_server_a_core():
 @pytest.mark.skipif(not Path("/proc/self/task").exists() or len(os.sched_getaffinity(0)) < 2,
                     reason="reads Linux's /proc; needs two cores to leave one")
 def test_a_worker_limited_to_n_threads_keeps_every_thread_off_the_first_core():
-    cores = sorted(os.sched_getaffinity(0))
+    cores = launch.usable_cores()
     limited = probe(**{WORKER_THREADS_ENV: str(len(cores) - 1)})["threads"].values()
     assert len(limited) >= 2
     for thread in limited:

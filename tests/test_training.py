@@ -22,7 +22,7 @@ from mnist_core.inference import Classifier
 from mnist_core.runs import folder
 from mnist_core.runs.lease import TrainingLease
 from mnist_core.runs.store import ModelStore
-from mnist_core.training import supervisor
+from mnist_core.training import launch, supervisor
 from mnist_core.training.supervisor import JobRefused, StartFailed, Trainer
 
 pytestmark = pytest.mark.trains
@@ -158,13 +158,13 @@ def test_two_logical_devices_train_mirrored(tmp_path):
     assert snap.val_accuracy > 0.85
 
 
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores to leave one")
+@pytest.mark.skipif(len(launch.usable_cores()) < 2, reason="needs two cores to leave one")
 def test_a_training_started_with_visitors_connected_leaves_them_a_core(tmp_path):
     trainer = Trainer(tmp_path)
     trainer.start(TrainConfig(epochs=1, train_size=2000), visitors=30)
     snap = trainer.wait(timeout=300)
     assert snap.state == "finished", snap.error
-    threads = (os.cpu_count() or 1) - 1
+    threads = len(launch.usable_cores()) - 1
     assert f"{threads} thread{'s' if threads > 1 else ''}: a core left for visitors" in snap.device
 
 

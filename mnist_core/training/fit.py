@@ -42,8 +42,8 @@ from mnist_core.runs.record import (
     read_config,
 )
 from mnist_core.skeleton import thin
+from mnist_core.training.launch import threads_asked
 from mnist_core.training.snapshots import FeatureSnapshots, export_weights, sample_indices
-from mnist_core.training.supervisor import WORKER_THREADS_ENV
 
 # How often batch metrics are written: enough for a smooth live chart, few enough lines
 # that a 9375-batch notebook-style run stays a small file.
@@ -86,10 +86,9 @@ class FineTune:
 def limit_cpu_threads() -> int | None:
     """TensorFlow's CPU threads as the supervisor asked (`MNIST_WORKER_THREADS`), set
     before TensorFlow starts its thread pools; None when not asked."""
-    value = os.environ.get(WORKER_THREADS_ENV, "")
-    if not value.isdigit() or int(value) < 1:
+    threads = threads_asked()
+    if threads is None:
         return None
-    threads = int(value)
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
     return threads

@@ -29,16 +29,29 @@ def lower_priority() -> str:
     return f"nice {NICENESS}"
 
 
-def keep_to_cores(threads_env: str = "MNIST_WORKER_THREADS") -> None:
+WORKER_THREADS_ENV = "MNIST_WORKER_THREADS"  # set by the supervisor: CPU threads to train on
+
+
+def usable_cores() -> list[int]:
+    """The cores this process may run on (its CPU affinity, where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def threads_asked() -> int | None:
+    """The CPU threads the supervisor asked this worker to train on, or None (all)."""
+    value = os.environ.get(WORKER_THREADS_ENV, "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def keep_to_cores() -> None:
     """When the supervisor limits the worker's threads (visitors are connected), keep the
     whole process, every thread it will start, on that many of the last cores: the first
     stays the server's alone (`mnist_core.training.supervisor.worker_threads`)."""
-    value = os.environ.get(threads_env, "")
-    if not value.isdigit() or not hasattr(os, "sched_setaffinity"):
-        return
-    cores = sorted(os.sched_getaffinity(0))
-    if 0 < int(value) < len(cores):
-        os.sched_setaffinity(0, cores[-int(value):])
+    threads, cores = threads_asked(), usable_cores()
+    if threads is not None and threads < len(cores) and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cores[-threads:])
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ from mnist_core.runs import folder
 from mnist_core.runs.lease import LeaseBusy, LeaseInfo, TrainingLease
 from mnist_core.runs.store import KEEP_FAILED_RUNS, ModelStore
 from mnist_core.training.follow import Follower, Snapshot
+from mnist_core.training.launch import WORKER_THREADS_ENV, usable_cores
 
 log = logging.getLogger(__name__)
 WORKER_MODULE = "mnist_core.training.worker"
@@ -58,9 +59,6 @@ class Started:
                 "releasing its lease; it was recovered.")
 
 
-WORKER_THREADS_ENV = "MNIST_WORKER_THREADS"  # TensorFlow's CPU threads in the worker
-
-
 def worker_threads(visitors: int, cores: int | None = None) -> int | None:
     """CPU threads for a training while `visitors` are connected: all cores but one, so the
     server answering them always has a core of its own (None: TensorFlow's default, all).
@@ -69,7 +67,7 @@ def worker_threads(visitors: int, cores: int | None = None) -> int | None:
     priority, TensorFlow's threads on every core, waking each other many times per step,
     delay the server's own threads; one core left free removes most of that.
     """
-    cores = cores or os.cpu_count() or 1
+    cores = cores or len(usable_cores())
     return cores - 1 if visitors > 0 and cores > 1 else None
 
 
