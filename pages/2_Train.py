@@ -16,6 +16,11 @@ GALLERY_SIZE = 30
 BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
 NOT_SETTINGS = ("fine_tune_from", "origin")
 EPOCH_CHARTS_EVERY = 5.0  # seconds  # fine-tunes start on the Class drawings page
+LIVE_EVERY = 1.0  # seconds between two refreshes of the live panel while a training runs
+# With no training running nothing on the page changes, and each refresh would re-send it to
+# every watching browser (~0.1 of a core in each browser, ~0.03 in the server per visitor):
+# an idle page only checks this often whether a training has started elsewhere.
+IDLE_CHECK_EVERY = 3.0
 
 ui.page_setup("Train", ":material/monitoring:")
 st.title("Train a model")
@@ -128,7 +133,6 @@ def render_live(snap: Snapshot) -> None:
                                 width="stretch")
 
 
-@st.fragment(run_every=EPOCH_CHARTS_EVERY)
 def epoch_panel() -> None:
     """The per-epoch charts change once an epoch: refreshed less often than the rest, as
     every refresh re-sends them to every watching browser."""
@@ -139,7 +143,6 @@ def epoch_panel() -> None:
             column.altair_chart(plots.epoch_curve_chart(history, metric), width="stretch")
 
 
-@st.fragment(run_every=1.0)
 def live_panel() -> None:
     snap = trainer.snapshot()
     render_live(snap)
@@ -254,10 +257,23 @@ else:
     st.caption("The teacher starts and stops the trainings. Watch this one learn, live: the "
                "loss goes down and the accuracy up as the network sees more digits.")
 
+@st.fragment(run_every=IDLE_CHECK_EVERY)
+def wait_for_a_training(seen: tuple[str | None, str]) -> None:
+    """An idle page: rerun it when a training started (or ended) since it was drawn, from
+    another device or the command line. Shows nothing, so a check re-sends nothing."""
+    snap = trainer.snapshot()
+    if snap.active or (snap.run_id, snap.state) != seen:
+        st.rerun()
+
+
 st.session_state.setdefault("train_seen_active", False)
 st.header("Live training")
-live_panel()
-epoch_panel()
+now = trainer.snapshot()
+# Fragments refresh themselves (every `run_every` s) only while a training runs.
+st.fragment(live_panel, run_every=LIVE_EVERY if now.active else None)()
+st.fragment(epoch_panel, run_every=EPOCH_CHARTS_EVERY if now.active else None)()
+if not now.active:
+    wait_for_a_training((now.run_id, now.state))
 
 scan = ui.scan()
 if teacher:

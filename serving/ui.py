@@ -8,6 +8,7 @@ restarted server or a second server process all see the same class.
 
 from __future__ import annotations
 
+import gc
 import io
 import logging
 import re
@@ -30,7 +31,7 @@ from mnist_core.runs import folder
 from mnist_core.runs.folder import models_dir
 from mnist_core.runs.store import ModelStore, Run, Scan
 from mnist_core.training.supervisor import JobRefused, StartFailed, Trainer
-from serving import guard, roles
+from serving import guard, roles, theme_cache
 from serving.nodelay import disable_nagle_on_servers
 
 # The sidebar's pages, in order: (file, label, icon). Streamlit's own list is hidden
@@ -48,6 +49,14 @@ TEACHER_PAGES = [("pages/6_Join.py", "Join", ":material/qr_code_2:")]
 # and back: with Python's default 5 ms, a run waits for the GIL at each hand-over while many
 # visitors' runs take turns. 1 ms cut the p95 of 300 drawing students by about a third.
 SWITCH_INTERVAL = 0.001
+# Every page run leaves a few hundred objects in reference cycles (Streamlit's own), which
+# only the cycle collector frees. With Python's default first threshold (700) much of that
+# garbage is still referenced when a young collection runs, is promoted, and a class of 300
+# drawing students triggered a full collection every ~5 s that held the GIL for ~0.2 s (every
+# visitor waits). A larger young generation frees the garbage while it is young; the objects
+# of the server's first run (modules, the dataset's wrappers: ~200 000) are frozen, so a full
+# collection no longer walks them.
+GC_YOUNG_THRESHOLD = 10_000
 
 
 def page_setup(title: str, icon: str, sidebar: str = "auto") -> None:
@@ -67,14 +76,26 @@ def page_setup(title: str, icon: str, sidebar: str = "auto") -> None:
 def _server_setup() -> int:
     """Once per server: log lines of mnist_core (a recovered lease, a killed worker) go to
     the server's log; students' sessions can't send developer messages (serving.guard); the
-    GIL changes hands sooner (SWITCH_INTERVAL); and TCP_NODELAY goes on its sockets, or each
-    run's output waits ~40 ms for an ACK (see serving.nodelay)."""
+    GIL changes hands sooner (SWITCH_INTERVAL); the cycle collector stops walking the
+    server's long-lived objects (GC_YOUNG_THRESHOLD); each run's start copies the theme
+    instead of reading the config (serving.theme_cache); and TCP_NODELAY goes on its sockets, or
+    each run's output waits ~40 ms for an ACK (see serving.nodelay)."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     guard.install()
     sys.setswitchinterval(SWITCH_INTERVAL)
+    tune_garbage_collector()
+    theme_cache.install()
     return disable_nagle_on_servers()
+
+
+def tune_garbage_collector() -> None:
+    """See GC_YOUNG_THRESHOLD. Once per server, at its first page run."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 @st.cache_resource(show_spinner="Loading MNIST...")
