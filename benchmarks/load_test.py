@@ -83,6 +83,7 @@ class LoadResult:
     server_rss_mb: list[float] = field(default_factory=list)
     cpu_cores: dict[str, float] = field(default_factory=dict)
     all_joined_at: float = 0.0  # time.time() when the last visitor had joined
+    driver_lag: list[float] = field(default_factory=list)  # how late the driver's loop woke
 
     def report(self) -> str:
         who = [f"{self.visitors} visitors in Chromium"] if self.visitors else []
@@ -106,6 +107,10 @@ class LoadResult:
             if joined and len(joined) < len(self.wire_latencies):
                 lines.append(_latency_line("  once all had joined (the training runs then)",
                                            joined))
+            if self.driver_lag:
+                lines.append(f"    this driver's own event loop woke late by: p95 "
+                             f"{percentile(self.driver_lag, 0.95):.3f} s, max "
+                             f"{max(self.driver_lag):.3f} s (counted in the latencies above)")
             lines.append(f"    the canvas's own {CANVAS_SEND_DELAY} s wait after mouse-up comes"
                          f" on top; {self.wire_wrong} of {len(self.wire_latencies)}"
                          " predictions were not the digit drawn")
@@ -336,6 +341,15 @@ async def wire_visitor(url: str, number: int, until: float, result: LoadResult,
         result.errors.append(f"visitor {number} (no browser): {type(exc).__name__}: {exc}")
 
 
+async def driver_lag(until: float, result: LoadResult, every: float = 0.02) -> None:
+    """How late this process's own event loop wakes: the driver reads every visitor's
+    messages, and a late driver adds to every latency it measures."""
+    while time.time() < until:
+        asked = time.perf_counter()
+        await asyncio.sleep(every)
+        result.driver_lag.append(time.perf_counter() - asked - every)
+
+
 def newest_fit_seconds(models_dir: Path) -> float | None:
     scan = ModelStore(models_dir).scan()
     return scan.usable[0].record.fit_seconds if scan.usable else None
@@ -371,6 +385,8 @@ async def _load(url: str, models_dir: Path, visitors: int, wire_visitors: int, s
         if train:
             tasks.append(teacher_trains(browser, url, models_dir, result,
                                         start_at=result.all_joined_at, stay_until=until))
+        if wire_visitors:
+            tasks.append(driver_lag(until, result))
         await asyncio.gather(*tasks)
         result.cpu_cores = meter.cores()
         if train:
