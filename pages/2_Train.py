@@ -257,7 +257,6 @@ else:
     st.caption("The teacher starts and stops the trainings. Watch this one learn, live: the "
                "loss goes down and the accuracy up as the network sees more digits.")
 
-@st.fragment(run_every=IDLE_CHECK_EVERY)
 def wait_for_a_training(seen: tuple[str | None, str]) -> None:
     """An idle page: rerun it when a training started (or ended) since it was drawn, from
     another device or the command line. Shows nothing, so a check re-sends nothing."""
@@ -269,11 +268,14 @@ def wait_for_a_training(seen: tuple[str | None, str]) -> None:
 st.session_state.setdefault("train_seen_active", False)
 st.header("Live training")
 now = trainer.snapshot()
-# Fragments refresh themselves (every `run_every` s) only while a training runs.
-st.fragment(live_panel, run_every=LIVE_EVERY if now.active else None)()
-st.fragment(epoch_panel, run_every=EPOCH_CHARTS_EVERY if now.active else None)()
+# Fragments refresh themselves only while a training runs; students' pages less often in a
+# big class (ui.refresh_every).
+st.fragment(live_panel, run_every=ui.refresh_every(LIVE_EVERY) if now.active else None)()
+st.fragment(epoch_panel,
+            run_every=ui.refresh_every(EPOCH_CHARTS_EVERY) if now.active else None)()
 if not now.active:
-    wait_for_a_training((now.run_id, now.state))
+    st.fragment(wait_for_a_training, run_every=ui.refresh_every(IDLE_CHECK_EVERY))(
+        (now.run_id, now.state))
 
 scan = ui.scan()
 if teacher:

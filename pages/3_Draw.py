@@ -28,6 +28,7 @@ from serving.canvas import clear_button, digit_canvas
 
 MY_DRAWINGS_KEPT = 100  # ids of this session's own drawings, for the Class drawings page
 DEFAULT_TRAINING_TIMEOUT = 600  # seconds this page waits; the training goes on after that
+WAIT_FOR_MODEL_EVERY = 3.0  # seconds between a waiting student's checks for the first model
 # Thumb-sized label buttons on a phone (48 px is the usual minimum for a touch target), all
 # ten digits on screen (wrapped, not scrolled).
 THUMB_CSS = """<style>
@@ -41,7 +42,6 @@ st.title("Draw a digit")
 teacher = roles.is_teacher()
 
 
-@st.fragment(run_every=3.0)
 def wait_for_a_model() -> None:
     """Students wait for the teacher's model; the page reloads itself when it is saved."""
     snap = ui.trainer().snapshot()
@@ -82,8 +82,8 @@ if run is None:
     st.warning("**There is no trained model yet**, so there is nothing to classify with.")
     if teacher:
         train_the_default_model()
-    else:
-        wait_for_a_model()
+    else:  # in a big class, each student checks less often (ui.refresh_every)
+        st.fragment(wait_for_a_model, run_every=ui.refresh_every(WAIT_FOR_MODEL_EVERY))()
     st.stop()
 
 classifier = ui.classifier_or_error(run)

@@ -83,7 +83,7 @@ def watch_section(run) -> None:
         st.info("Train a model to watch its features form.")
         return
 
-    @st.fragment(run_every=1.0 if live else None)
+    @st.fragment(run_every=ui.refresh_every(1.0) if live else None)
     def panel():
         if live and not ui.trainer().snapshot().active:
             st.rerun()  # the training ended: show the saved run with its slider

@@ -115,12 +115,21 @@ def students_seen_since_join() -> int:
     return 0 if first is None else _students().since(first)
 
 
+def _sessions() -> list:
+    try:  # the runtime's session list: there is no public API for it
+        return runtime.get_instance()._session_mgr.list_active_sessions()
+    except Exception:  # no runtime (AppTest), or Streamlit changed: say nothing wrong
+        return []
+
+
+def visitor_count() -> int:
+    """Visitors connected to this server now (browser tabs, the teacher's included)."""
+    return len(_sessions())
+
+
 def connected() -> tuple[int, int]:
     """Visitors connected to this server now, and how many of them are students."""
-    try:  # the runtime's session list: there is no public API for it
-        sessions = runtime.get_instance()._session_mgr.list_active_sessions()
-    except Exception:  # no runtime (AppTest), or Streamlit changed: say nothing wrong
-        return 0, 0
+    sessions = _sessions()
     students = 0
     for info in sessions:
         if classroom.role_for(guard.client_peer(info.client)) == classroom.STUDENT:

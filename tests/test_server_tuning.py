@@ -79,3 +79,15 @@ def test_the_collector_leaves_the_servers_first_objects_alone():
     finally:
         gc.unfreeze()
         gc.set_threshold(*threshold)
+
+
+def test_students_pages_refresh_less_often_in_a_big_class_the_teachers_never():
+    from serving.ui import CLASS_REFRESHES_PER_SECOND, class_refresh_interval
+
+    assert class_refresh_interval(1.0, 5, teacher=False) == 1.0  # a small class: as asked
+    assert class_refresh_interval(3.0, 60, teacher=False) == 3.0
+    for visitors in (100, 300, 600):
+        every = class_refresh_interval(1.0, visitors, teacher=False)
+        assert every > 1.0
+        assert visitors / every <= CLASS_REFRESHES_PER_SECOND + 1e-9  # the class, together
+        assert class_refresh_interval(1.0, visitors, teacher=True) == 1.0  # projected: live

@@ -4,7 +4,7 @@ showing nothing, whether a training has started, wherever it was started from.""
 
 from __future__ import annotations
 
-import asyncio
+import re
 import shutil
 import time
 
@@ -29,6 +29,17 @@ def classroom(tmp_path, trained_store):
     app.stop()
 
 
+@pytest.fixture()
+def student_server(tmp_path, trained_store):
+    """The app where this machine is a student's (MNIST_TRUST_LOCALHOST=0)."""
+    models = tmp_path / "models"
+    shutil.copytree(trained_store.root, models)
+    app = e2e.AppServer(models, tmp_path / "server.log",
+                        env={"MNIST_TRUST_LOCALHOST": "0"}).start()
+    yield app.url
+    app.stop()
+
+
 async def refreshes(url: str) -> list[float]:
     """The self-refresh intervals a visitor's browser is asked to run on /Train."""
     async with wire.connect(url) as ws:
@@ -40,10 +51,10 @@ async def refreshes(url: str) -> list[float]:
 
 def test_an_idle_train_page_only_checks_for_a_training_and_a_running_one_is_live(classroom):
     url, trainer = classroom
-    idle = asyncio.run(refreshes(url))
+    idle = wire.run(refreshes(url))
     assert len(idle) == 1 and idle[0] >= 3  # one quiet check, nothing re-sent every second
     trainer.start(TrainConfig(epochs=50))  # from elsewhere: the command line, another device
-    training = asyncio.run(refreshes(url))
+    training = wire.run(refreshes(url))
     assert training[0] == 1.0 and len(training) == 2  # the live panel, and the epoch charts
 
 
@@ -53,10 +64,11 @@ def test_an_idle_page_picks_up_a_training_started_elsewhere(classroom, browser):
     try:
         e2e.open_page(page, f"{url}/Train")
         page.get_by_text("Results").first.wait_for()
-        assert page.locator('[data-testid="stProgress"]').count() == 0
+        assert page.get_by_text(re.compile(r"epoch \d+/50")).count() == 0
         trainer.start(TrainConfig(epochs=50))
+        # No click: the page sees the training by itself.
+        page.get_by_text(re.compile(r"epoch \d+/50")).first.wait_for(timeout=60000)
         progress = page.locator('[data-testid="stProgress"] [role="progressbar"]')
-        progress.first.wait_for(timeout=60000)  # no click: the page saw it by itself
         seen, deadline = set(), time.monotonic() + 300
         while len({v for v in seen if 0 < v < 100}) < 2 and time.monotonic() < deadline:
             value = progress.first.get_attribute("aria-valuenow") if progress.count() else None
@@ -67,3 +79,20 @@ def test_an_idle_page_picks_up_a_training_started_elsewhere(classroom, browser):
         assert page.errors == []
     finally:
         page.context.close()
+
+
+async def refreshes_in_a_class(url: str, others: int) -> list[float]:
+    """A student's refreshes on /Train while `others` more browsers are connected."""
+    sockets = [await wire.connect(url).__aenter__() for _ in range(others)]
+    try:
+        return await refreshes(url)
+    finally:
+        for ws in sockets:
+            await ws.close()
+
+
+def test_in_a_big_class_a_students_train_page_checks_less_often(student_server):
+    alone = wire.run(refreshes(student_server))
+    assert len(alone) == 1 and alone[0] >= 3
+    crowded = wire.run(refreshes_in_a_class(student_server, 149))  # 150 visitors in all
+    assert len(crowded) == 1 and crowded[0] >= 150 / 30  # ui.CLASS_REFRESHES_PER_SECOND
