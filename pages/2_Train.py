@@ -154,6 +154,14 @@ def live_panel() -> None:
         st.rerun()
 
 
+def wait_for_a_training(seen: tuple[str | None, str]) -> None:
+    """An idle page: rerun it when a training started (or ended) since it was drawn, from
+    another device or the command line. Shows nothing, so a check re-sends nothing."""
+    snap = trainer.snapshot()
+    if (snap.run_id, snap.state) != seen:  # a running training's state is never an idle one
+        st.rerun()
+
+
 def results(run: Run) -> None:
     record = run.record
     evaluation = record.evaluation
@@ -256,14 +264,6 @@ if teacher:
 else:
     st.caption("The teacher starts and stops the trainings. Watch this one learn, live: the "
                "loss goes down and the accuracy up as the network sees more digits.")
-
-def wait_for_a_training(seen: tuple[str | None, str]) -> None:
-    """An idle page: rerun it when a training started (or ended) since it was drawn, from
-    another device or the command line. Shows nothing, so a check re-sends nothing."""
-    snap = trainer.snapshot()
-    if snap.active or (snap.run_id, snap.state) != seen:
-        st.rerun()
-
 
 st.session_state.setdefault("train_seen_active", False)
 st.header("Live training")

@@ -187,7 +187,7 @@ def start_training(config: TrainConfig, drawings_npz: bytes | None = None) -> bo
         return False
     try:
         # The other visitors connected now keep a core of their own (worker_threads).
-        started = trainer().start(config, drawings_npz, visitors=roles.connected()[0] - 1)
+        started = trainer().start(config, drawings_npz, visitors=roles.visitor_count() - 1)
     except (JobRefused, StartFailed) as exc:
         st.warning(str(exc))
         return False
