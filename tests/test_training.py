@@ -334,6 +334,33 @@ def test_affine_augmentation_varies_digits_mildly(mnist):
 
 
 @pytest.mark.unit
+def test_training_batches_show_every_image_once_an_epoch_in_a_new_order(mnist):
+    from mnist_core.data import categorize
+    from mnist_core.training.fit import training_dataset
+
+    x = normalize(flatten(mnist.x_valid[:1000]))
+    config = TrainConfig(epochs=3, batch_size=128, train_size=1000)
+    dataset = training_dataset(x, categorize(mnist.y_valid[:1000]), config)
+    # No background tuner: nothing in the pipeline is tuned, and the iterator's teardown at
+    # the end of a fit waited for its thread.
+    assert dataset.options().autotune.enabled is False
+    batches = [(bx.numpy(), by.numpy()) for bx, by in dataset]
+    steps = config.steps_per_epoch()
+    assert steps == 8 and len(batches) == 3 * steps  # 1000 images: 8 full batches of 128
+    assert all(bx.shape == (128, 784) and by.shape == (128, 10) for bx, by in batches)
+    index = {row.tobytes(): i for i, row in enumerate(x)}
+    orders = []
+    for epoch in range(3):
+        seen = [index[row.tobytes()] for bx, _ in batches[epoch * steps:(epoch + 1) * steps]
+                for row in bx]
+        assert set(seen) == set(range(1000))  # every image, topped up from the epoch's start
+        orders.append(seen[:1000])
+        labels = np.concatenate([by for _, by in batches[epoch * steps:(epoch + 1) * steps]])
+        assert (labels.argmax(axis=1) == mnist.y_valid[:1000][seen]).all()
+    assert orders[0] != orders[1] != orders[2]
+
+
+@pytest.mark.unit
 def test_pen_strokes_redraw_half_the_batch_along_each_digit_s_skeleton(mnist):
     import tensorflow as tf
 
