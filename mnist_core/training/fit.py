@@ -191,7 +191,8 @@ def training_dataset(x_train: np.ndarray, y_train: np.ndarray,
         return x, tf.gather(y_all, indices)
 
     # Nothing here is tuned by tf.data's autotuner, whose background thread only cost time:
-    # the iterator's teardown at the end of fit waited for it, 0.7-1.7 s in half the runs.
+    # in a process that fits more than once (the benchmarks), the iterator's teardown at the
+    # end of half the later fits waited 0.7-1.7 s for it.
     options = tf.data.Options()
     options.autotune.enabled = False
     return (tf.data.Dataset.range(config.epochs).map(epoch_batches).unbatch().map(gather)
