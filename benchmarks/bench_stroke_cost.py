@@ -1,6 +1,7 @@
 """The server's CPU for each drawing: what 300 students cost, measured well below saturation.
 
     python -m benchmarks.bench_stroke_cost [--visitors 60] [--seconds 30] [--repeats 3]
+                                           [--pixel-ratio 1]
 
 Trains a small model, starts the app, and lets N visitors without a browser (tests/wire.py)
 join /Draw and then clear, draw and read the Prediction every 1-2 s. The server's CPU time
@@ -8,7 +9,8 @@ join /Draw and then clear, draw and read the Prediction every 1-2 s. The server'
 one drawing: its clear run and its drawing run, the websocket traffic and the garbage
 collection they cause. At this load nothing queues, so the figure is steady from run to run
 where a p95 under saturation is not; `cores for 300` is what 300 students drawing every 5 s
-(the load test's class) would need at that cost.
+(the load test's class) would need at that cost. `--pixel-ratio 3` sends what a phone's canvas
+sends: its drawing at 3x the canvas's CSS size.
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ DIGITS = list(wire.DIGIT_STROKES)
 
 
 async def _visitor(url: str, number: int, start: float, until: float, counts: list[int],
-                   errors: list[str]) -> None:
+                   errors: list[str], pixel_ratio: int) -> None:
     pace = random.Random(number)
     try:
-        async with wire.DrawVisitor(url, timeout=60) as session:
+        async with wire.DrawVisitor(url, timeout=60, pixel_ratio=pixel_ratio) as session:
             await asyncio.sleep(max(0.0, start - time.time()) + pace.uniform(0, 1))
             while time.time() < until:
                 await session.clear()
@@ -50,11 +52,12 @@ def _server_cpu(process: psutil.Process) -> float:
     return times.user + times.system
 
 
-async def _measure(url: str, pid: int, visitors: int, seconds: float) -> tuple[float, int, list]:
+async def _measure(url: str, pid: int, visitors: int, seconds: float,
+                   pixel_ratio: int = 1) -> tuple[float, int, list]:
     counts, errors = [], []
     start = time.time() + 15  # everybody has joined by then
     until = start + seconds
-    tasks = [asyncio.create_task(_visitor(url, i, start, until, counts, errors))
+    tasks = [asyncio.create_task(_visitor(url, i, start, until, counts, errors, pixel_ratio))
              for i in range(visitors)]
     await asyncio.sleep(max(0.0, start - time.time()))
     process = psutil.Process(pid)
@@ -72,6 +75,8 @@ def main() -> None:
     parser.add_argument("--visitors", type=int, default=60)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pixel-ratio", type=int, default=1, choices=(1, 2, 3, 4),
+                        help="device pixels per CSS pixel of the visitors' canvases")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         models = Path(tmp) / "models"
@@ -84,7 +89,8 @@ def main() -> None:
             server = e2e.AppServer(models, Path(tmp) / "streamlit.log").start()
             try:
                 cpu, drawings, errors = asyncio.run(
-                    _measure(server.url, server.process.pid, args.visitors, args.seconds))
+                    _measure(server.url, server.process.pid, args.visitors, args.seconds,
+                             args.pixel_ratio))
             finally:
                 server.stop()
             cost = cpu / max(drawings, 1)

@@ -5,11 +5,12 @@
 
 Starts the app on a free port with a fresh models folder, starts a long training (50 epochs,
 as the Train page's Start does) and connects N visitors without a browser, each a student
-(connecting from 127.0.0.2, as tests/relay.py explains) that opens the Train page over
-Streamlit's websocket protocol and then behaves as Streamlit's frontend does: the live panel is
-an `st.fragment(run_every=1.0)`, for which the server sends an `auto_rerun` message (fragment
-id, interval); the frontend then calls `setInterval(() => sendUpdateWidgetsMessage(fragmentId,
-true), interval * 1000)`, a `rerun_script` BackMsg with that `fragment_id`, `is_auto_rerun`
+(connecting from its own loopback address, 127.0.1.N, as tests/relay.py explains) that opens
+the Train page over Streamlit's websocket protocol and then behaves as Streamlit's frontend
+does: the live panel is an `st.fragment(run_every=1.0)`, for which the server sends an
+`auto_rerun` message (fragment id, interval); the frontend then calls
+`setInterval(() => sendUpdateWidgetsMessage(fragmentId, true), interval * 1000)`, a
+`rerun_script` BackMsg with that `fragment_id`, `is_auto_rerun`
 set, and the hashes of the messages it caches (`cached_message_hashes`: the server sends a
 small `ref_hash` instead of any cacheable message, >= 10 kB, the browser already holds).
 `--browser-visitors 1` adds a real headless Chromium page (through a loopback relay, so a
@@ -132,8 +133,9 @@ def _arrow_rows(data: bytes) -> int:
 class TrainVisitor:
     """One student on /Train, behaving as Streamlit's frontend does for run_every fragments."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, address: str = STUDENT_ADDRESS):
         self.url = url
+        self.address = address  # each student its own: limits count runs per address
         self.ws = None
         self.extensions = "none"
         self.page_script_hash = ""
@@ -152,7 +154,7 @@ class TrainVisitor:
     async def open(self, timeout: float = 120) -> None:
         self.ws = await wire.connect(
             self.url, timeout, compression="deflate", create_connection=CountingConnection,
-            local_addr=(STUDENT_ADDRESS, 0), ping_interval=None)
+            local_addr=(self.address, 0), ping_interval=None)
         self.extensions = self.ws.response.headers.get("Sec-WebSocket-Extensions") or "none"
         self.reader = asyncio.create_task(self._read())
         await self.ws.send(wire.rerun("Train"))
@@ -292,7 +294,7 @@ def typical_rerun(visitor: TrainVisitor, start: float, end: float) -> list[Recei
 
 
 async def measure(args, server: e2e.AppServer, trainer: Trainer) -> None:
-    visitors = [TrainVisitor(server.url) for _ in range(args.visitors)]
+    visitors = [TrainVisitor(server.url, f"127.0.1.{i + 1}") for i in range(args.visitors)]
     for visitor in visitors:
         await visitor.open()
     browsers: list[BrowserVisitor] = []

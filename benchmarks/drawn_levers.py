@@ -9,6 +9,10 @@ saved to ONNX like the worker's `save_model`, and measured through the Draw page
 the drawn x_valid digits of `benchmarks.drawn_digits`. Augmentations are TensorFlow ops on
 (B, 784) float32 batches in [0, 1], so they drop into `training_dataset` unchanged; the pen
 redraw also takes each image's skeleton, thinned once per training (`tests.strokes.thin`).
+Two recipes probe the harness itself: `*_simulated*` swap a share of each batch for the
+training digit drawn by the harness's own mouse (`tests.strokes`, then the Draw page's MNIST
+steps: what no pen augmentation can come closer to), and `*_even_pen*` redraw every input,
+MNIST's and the drawings', along its skeleton with one round pen before the model sees it.
 Prints one markdown row per recipe, with wall and CPU seconds of each fit (CPU seconds are
 steadier on a shared machine); run one training at a time.
 """
@@ -30,7 +34,9 @@ from mnist_core.data import IMAGE_SIZE, NUM_PIXELS, categorize, flatten, normali
 from mnist_core.devices import cpu_has_bf16
 from mnist_core.inference import Classifier
 from mnist_core.models import Layer, layers_of
+from mnist_core.preprocess import EmptyDrawing, mnist_steps
 from mnist_core.skeleton import thin
+from tests.strokes import drawn_digits
 
 IMAGE = IMAGE_SIZE
 PIXELS = NUM_PIXELS
@@ -69,6 +75,8 @@ class Recipe:
     learning_rate: float = 0.002
     options: dict = field(default_factory=dict)  # keyword arguments of the augmentation
     pen: float = 0.0  # fraction of images redrawn from their skeleton with a round pen
+    simulated: float = 0.0  # fraction of images swapped for the harness's drawing of them
+    even_pen: float = 0.0  # > 0: every input redrawn along its skeleton with this pen (px)
 
 
 # ---- augmentations: (tf, seed, **options) -> fn((B, 784) float32) -> (B, 784) float32 ----
@@ -211,6 +219,53 @@ def pen_redraw_fast(tf, seed: int, fraction: float, widths: tuple[float, float] 
     return fit.pen_strokes(seed, fraction, widths)
 
 
+def swap_simulated(tf, seed: int, fraction: float):
+    """fn(x, drawn) -> x with `fraction` of the rows replaced by `drawn`'s, both (B, 784)."""
+    def swap(x, drawn):
+        use = tf.random.uniform((tf.shape(x)[0], 1), seed=seed + 1) < fraction
+        return tf.where(use, drawn, x)
+
+    return swap
+
+
+def simulated_drawings(images: np.ndarray, seed: int = 1000, processes: int = 2) -> np.ndarray:
+    """(N, 28, 28) uint8 digits -> (N, 28, 28) uint8: each drawn by the harness's mouse on
+    the 280x280 canvas and put through the Draw page's MNIST steps (~7 ms a digit)."""
+    from multiprocessing import Pool
+
+    chunks = [(images[start:start + 1000], seed + start) for start in range(0, len(images), 1000)]
+    with Pool(processes) as pool:
+        return np.concatenate(pool.starmap(_simulate_chunk, chunks))
+
+
+def _simulate_chunk(images: np.ndarray, seed: int) -> np.ndarray:
+    out = []
+    for image, drawing in zip(images, drawn_digits(images, seed=seed), strict=True):
+        try:
+            out.append(mnist_steps(drawing.render()).centered)
+        except EmptyDrawing:  # a digit too faint to trace: keep MNIST's own
+            out.append(image)
+    return np.stack(out)
+
+
+def even_pen(images: np.ndarray, width: float, upscale: int = 2) -> np.ndarray:
+    """(N, 28, 28) float in [0, 1] -> the same digits redrawn along their skeletons (thinned
+    at `upscale` x 28) with one anti-aliased round pen `width` px wide at 28x28."""
+    n = len(images)
+    big = images.repeat(upscale, axis=1).repeat(upscale, axis=2) if upscale > 1 else images
+    skeleton = thin(big >= 0.5)
+    size, radius = big.shape[1], width * upscale / 2
+    reach = int(np.ceil(radius + 1))
+    padded = np.pad(skeleton, ((0, 0), (reach, reach), (reach, reach)))
+    distance = np.full(skeleton.shape, np.inf, np.float32)
+    for dy in range(-reach, reach + 1):
+        for dx in range(-reach, reach + 1):
+            shifted = padded[:, reach + dy:reach + dy + size, reach + dx:reach + dx + size]
+            distance[shifted] = np.minimum(distance[shifted], np.hypot(dy, dx))
+    drawn = np.clip(radius + 0.5 - distance, 0.0, 1.0)
+    return drawn.reshape(n, IMAGE, upscale, IMAGE, upscale).mean(axis=(2, 4)).astype(np.float32)
+
+
 AUGMENTATIONS: dict[str, Callable] = {
     "affine": affine,
     "distort": distort,
@@ -262,6 +317,12 @@ RECIPES: dict[str, Recipe] = {
                                     options={**MILD_AFFINE, "fast_pen": True}),
     "cnn_small_fastpen_affine": Recipe(CNN_SMALL, augment="affine", pen=0.5,
                                        options={**MILD_AFFINE, "fast_pen": True}),
+    "mlp_simulated_affine": Recipe(MLP, augment="affine", simulated=0.5, options=MILD_AFFINE),
+    "mlp_simulated03_affine": Recipe(MLP, augment="affine", simulated=0.3, options=MILD_AFFINE),
+    "mlp_simulated_affine_8": Recipe(MLP, epochs=8, augment="affine", simulated=0.5,
+                                     options=MILD_AFFINE),
+    "mlp_even_pen": Recipe(MLP, even_pen=2.5),
+    "mlp_even_pen_affine": Recipe(MLP, augment="affine", even_pen=2.5, options=MILD_AFFINE),
     "cnn_small": Recipe(CNN_SMALL),
     "keras_cnn_elastic_affine_10": Recipe(KERAS_CNN, epochs=10, augment="distort",
                                           options={**ELASTIC, **MILD_AFFINE}),
@@ -285,13 +346,15 @@ def build(keras, layers: list[Layer], dtype_policy: str, name: str = "model"):
     return keras.Sequential([keras.Input(shape=(PIXELS,)), *built], name=name)
 
 
-def dataset(tf, x_train, y_train, recipe: Recipe, seed: int, skeletons=None):
+def dataset(tf, x_train, y_train, recipe: Recipe, seed: int, skeletons=None, simulated=None):
     n, batch = len(x_train), recipe.batch_size
     steps = -(-n // batch)
     x_all, y_all = tf.constant(x_train), tf.constant(y_train)
     pen = pen_redraw_fast if recipe.options.get("fast_pen") else pen_redraw
     redraw = pen(tf, seed + 50, recipe.pen) if recipe.pen else None
     s_all = tf.constant(skeletons.reshape(n, PIXELS).astype(np.float32)) if redraw else None
+    swap = swap_simulated(tf, seed + 60, recipe.simulated) if recipe.simulated else None
+    d_all = tf.constant(normalize(flatten(simulated))) if swap else None
     repeats = -(-steps * batch // n)
 
     def epoch_batches(epoch):
@@ -306,6 +369,8 @@ def dataset(tf, x_train, y_train, recipe: Recipe, seed: int, skeletons=None):
         x = tf.gather(x_all, indices)
         if redraw:
             x = redraw(x, tf.gather(s_all, indices))
+        if swap:
+            x = swap(x, tf.gather(d_all, indices))
         return (augment(x) if augment else x), tf.gather(y_all, indices)
 
     return (tf.data.Dataset.range(recipe.epochs).map(epoch_batches).unbatch()
@@ -319,14 +384,22 @@ def skeletons_of(x_train_images) -> tuple[np.ndarray, float]:
     return skeletons, time.perf_counter() - start
 
 
-def fit(recipe: Recipe, data, seed: int = 0, skeletons=None):
+def model_input(x: np.ndarray, recipe: Recipe) -> np.ndarray:
+    """(N, 784) inputs as the recipe's model sees them."""
+    if not recipe.even_pen:
+        return x
+    return flatten(even_pen(x.reshape(-1, IMAGE, IMAGE), recipe.even_pen))
+
+
+def fit(recipe: Recipe, data, seed: int = 0, skeletons=None, simulated=None):
     """Train like the worker; returns (float32 Keras model, fit seconds)."""
     import keras
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     x_train, y_train = normalize(flatten(data.x_train)), categorize(data.y_train)
-    train_data, steps = dataset(tf, x_train, y_train, recipe, seed, skeletons)
+    x_train = model_input(x_train, recipe)
+    train_data, steps = dataset(tf, x_train, y_train, recipe, seed, skeletons, simulated)
     total = recipe.epochs * steps
     model = build(keras, recipe.layers, precision())
     model.compile(
@@ -389,6 +462,11 @@ def main(argv: list[str] | None = None) -> int:
     if any(RECIPES[name].pen for name in args.recipes):
         skeletons, seconds = skeletons_of(data.x_train)
         print(f"skeletons of x_train (once per training, before the fit): {seconds:.1f} s")
+    simulated = None
+    if any(RECIPES[name].simulated for name in args.recipes):
+        start = time.perf_counter()
+        simulated = simulated_drawings(data.x_train)
+        print(f"x_train drawn by the harness's mouse (once): {time.perf_counter() - start:.0f} s")
     notebook = notebook_fit_seconds(data) if args.notebook else None
     if notebook:
         print(f"notebook fit (batch 32, RMSprop, float32, 5 epochs): {notebook:.1f} s")
@@ -398,14 +476,14 @@ def main(argv: list[str] | None = None) -> int:
         recipe = RECIPES[name]
         if args.epochs:
             recipe = Recipe(**{**recipe.__dict__, "epochs": args.epochs})
-        model, seconds = fit(recipe, data, args.seed, skeletons)
+        model, seconds = fit(recipe, data, args.seed, skeletons, simulated)
         with tempfile.TemporaryDirectory() as folder:
             path = (args.save_dir or Path(folder)) / f"{name}.onnx"
             path.parent.mkdir(parents=True, exist_ok=True)
             predict = Classifier(export_onnx(model, path)).predict_proba
-            valid = accuracy(predict, x_valid, data.y_valid)
-            steps = accuracy(predict, x_steps, drawn.labels)
-            naive = accuracy(predict, x_naive, drawn.labels)
+            valid = accuracy(predict, model_input(x_valid, recipe), data.y_valid)
+            steps = accuracy(predict, model_input(x_steps, recipe), drawn.labels)
+            naive = accuracy(predict, model_input(x_naive, recipe), drawn.labels)
         speed = f" ({notebook / seconds:.1f}x the notebook)" if notebook else ""
         print(f"| {name} | {recipe.epochs} | {seconds:.1f}{speed} | {valid:.4f} | {steps:.4f} | "
               f"{naive:.4f} | {valid - steps:+.4f} |", flush=True)

@@ -34,6 +34,13 @@ LOCAL_PEERS = frozenset({None, "127.0.0.1", "::1", "::ffff:127.0.0.1"})
 
 FREE_TRIES = 3  # wrong passwords before each further try must wait
 MAX_WAIT_SECONDS = 60.0
+# Script runs a student's address may start: a stroke, a tap or a page's own refresh is one
+# each, and a person makes a few a second at most. A script sending canvas values in a loop
+# made ~5000 a second, and one such student took every other visitor's prediction from
+# 0.01 s to 3-24 s (benchmarks/RESULTS.md).
+RUNS_PER_SECOND = 5.0
+RUN_BURST = 15
+MAX_TRACKED_ADDRESSES = 10_000
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -144,6 +151,41 @@ class SignInThrottle:
     def succeeded(self, address: str) -> None:
         with self._lock:
             self._failures.pop(address, None)
+
+
+@dataclass
+class RunThrottle:
+    """Script runs per visitor address, as a token bucket: `burst` at once, then `rate` a
+    second. Per address, not per session, so opening more websockets gives no more runs."""
+
+    rate: float = RUNS_PER_SECOND
+    burst: float = RUN_BURST
+    clock: Callable[[], float] = time.monotonic
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # tokens, when
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self, address: str) -> float:
+        """0.0 when `address` may run now (the run is counted); else the seconds until it
+        may, and nothing is counted."""
+        with self._lock:
+            now = self.clock()
+            tokens, then = self._buckets.get(address, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - then) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[address] = (tokens - 1.0, now)
+                self._forget_idle(now)
+                return 0.0
+            self._buckets[address] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+
+    def _forget_idle(self, now: float) -> None:
+        """Bounded: past MAX_TRACKED_ADDRESSES, drop the addresses whose bucket is full again
+        (forgetting them changes nothing)."""
+        if len(self._buckets) <= MAX_TRACKED_ADDRESSES:
+            return
+        refill = self.burst / self.rate
+        for address in [a for a, (_, then) in self._buckets.items() if now - then >= refill]:
+            del self._buckets[address]
 
 
 def _usable(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

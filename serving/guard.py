@@ -11,10 +11,18 @@ from every session that is not the teacher's (by the session's websocket peer; a
 teacher on another device does not need them) and logs the attempt. The app takes no
 uploads: Streamlit's upload route stays open to every session, so the uploaded-file manager
 refuses every file (and `server.maxUploadSize` is 0).
+
+Every script run is the one server process's time, so a student (`classroom.visitor_key`: an
+address, an IPv6 /64) may start at most `classroom.RUNS_PER_SECOND` runs a second
+(`RUN_BURST` at once). A rerun asked for beyond that waits for its turn, and a newer one
+from the same session replaces it: Streamlit's rerun message carries the page's whole
+widget state, so the newest one is what the visitor sees last, and a person never waits (a
+stroke, a tap and a refresh are a few a second at most).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 
@@ -27,6 +35,8 @@ from mnist_core import classroom
 log = logging.getLogger(__name__)
 TEACHER_ONLY_MESSAGES = frozenset({"clear_cache", "set_run_on_save", "load_git_info"})
 UNKNOWN = "unknown"  # a session with no connection now: never trusted as local
+RUNS = classroom.RunThrottle()
+_waiting: dict[str, object] = {}  # session id -> its newest rerun beyond the limit
 
 
 def client_peer(client) -> str | None:
@@ -75,12 +85,41 @@ def install() -> bool:
         if not allowed(self.id, kind):
             log.warning("Dropped %s from a student's session (%s)", kind, session_peer(self.id))
             return None
+        if kind == "rerun_script" and not _run_now(self, msg):
+            return None
         return original(self, msg)
 
     handle_backmsg._mnist_guard = True
     AppSession.handle_backmsg = handle_backmsg
     MemoryUploadedFileManager.add_file = _refuse_upload
     return True
+
+
+def _run_now(session: AppSession, msg) -> bool:
+    """Whether this rerun goes ahead now; if not, it is kept (replacing an older one kept
+    for the same session) and asked again when the address's next run is due."""
+    peer = session_peer(session.id)
+    if classroom.role_for(peer) == classroom.TEACHER:
+        return True
+    wait = RUNS.take(classroom.visitor_key(peer, session.id))
+    if wait == 0.0:
+        _waiting.pop(session.id, None)  # this newer rerun replaces the kept one
+        return True
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not from a websocket (Streamlit's handlers run on its loop)
+        return True
+    if _waiting.get(session.id) is None:
+        loop.call_later(wait, _run_waiting, session)
+    _waiting[session.id] = msg
+    return False
+
+
+def _run_waiting(session: AppSession) -> None:
+    msg = _waiting.pop(session.id, None)
+    if msg is None or not (runtime.exists() and runtime.get_instance().is_active_session(session.id)):
+        return
+    session.handle_backmsg(msg)
 
 
 def _refuse_upload(self, session_id: str, file) -> None:

@@ -105,6 +105,34 @@ def test_the_throttle_forgets_old_addresses_beyond_a_bound():
     assert len(throttle._failures) <= 10_000
 
 
+def test_script_runs_per_address_come_in_a_burst_then_at_the_rate():
+    clock = FakeClock()
+    runs = classroom.RunThrottle(rate=5.0, burst=15, clock=clock)
+    assert all(runs.take("10.0.0.5") == 0.0 for _ in range(15))  # a burst: strokes, taps
+    wait = runs.take("10.0.0.5")
+    assert wait == pytest.approx(1 / 5)  # then one every 0.2 s ...
+    assert runs.take("10.0.0.5") == pytest.approx(wait)  # ... and asking again gives nothing
+    assert runs.take("10.0.0.6") == 0.0  # another address has its own
+    clock.now += wait
+    assert runs.take("10.0.0.5") == 0.0
+    assert runs.take("10.0.0.5") > 0
+    clock.now += 60  # a quiet minute refills the burst, no more
+    assert sum(runs.take("10.0.0.5") == 0.0 for _ in range(40)) == 15
+
+
+def test_the_run_throttle_forgets_full_buckets_beyond_a_bound():
+    clock = FakeClock()
+    runs = classroom.RunThrottle(clock=clock)
+    for n in range(classroom.MAX_TRACKED_ADDRESSES + 50):
+        runs.take(f"10.{n // 65536}.{n // 256 % 256}.{n % 256}")
+    clock.now += 60
+    runs.take("10.200.0.1")
+    assert list(runs._buckets) == ["10.200.0.1"]  # the idle ones forgotten: full again anyway
+    for _ in range(classroom.RUN_BURST):
+        runs.take("10.200.0.1")
+    assert runs.take("10.200.0.1") > 0  # an active one is kept, with its count
+
+
 INTERFACES = {
     "lo": ["127.0.0.1", "::1"],
     "wlan0": ["192.168.1.20", "fe80::1234%wlan0", "2001:db8::20"],

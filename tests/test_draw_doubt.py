@@ -3,7 +3,9 @@ Streamlit's websocket, as the canvas sends them, to a running app."""
 
 from __future__ import annotations
 
+import base64
 import io
+import re
 import shutil
 
 import numpy as np
@@ -66,3 +68,31 @@ def test_an_unsure_prediction_says_so_and_names_the_runner_up(tmp_path, trained_
         assert prediction == str(int(np.argmax(sure_p))) and "Not sure" not in shown
     finally:
         app.stop()
+
+
+async def draw_each(url: str, pixel_ratio: int) -> tuple[list[str], list[str]]:
+    async with wire.DrawVisitor(url, timeout=60, pixel_ratio=pixel_ratio) as visitor:
+        predictions, pages = [], []
+        for digit in wire.DIGIT_STROKES:
+            predictions.append((await visitor.draw(digit))[0])
+            pages.append(" ".join(visitor.html))
+        return predictions, pages
+
+
+def test_a_phones_3x_drawing_is_read_alike_and_its_steps_come_back_small(tmp_path, trained_store):
+    """A phone's canvas sends 840x840: the page classifies it as the same drawing at 1x, and
+    sends its step pictures at no more than twice the 120 px they are shown at."""
+    shutil.copytree(trained_store.root, tmp_path / "models")
+    app = e2e.AppServer(tmp_path / "models", tmp_path / "server.log").start()
+    try:
+        desktop, desktop_pages = wire.run(draw_each(app.url, 1))
+        phone, phone_pages = wire.run(draw_each(app.url, 3))
+    finally:
+        app.stop()
+    assert phone == desktop == [str(digit) for digit in wire.DIGIT_STROKES]
+    for page in phone_pages:
+        assert "1. grayscale 840x840" in page  # the caption tells the drawing's real size
+        sizes = [Image.open(io.BytesIO(base64.b64decode(source))).size
+                 for source in re.findall(r'src="data:image/png;base64,([^"]+)"', page)]
+        assert len(sizes) >= 4 and max(max(size) for size in sizes) == 240
+    assert max(map(len, phone_pages)) < 2 * max(map(len, desktop_pages))

@@ -4,12 +4,16 @@ memory stays bounded."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import time
 
 import pytest
 
+from mnist_core.classroom import RUN_BURST, RUNS_PER_SECOND
 from tests import e2e, wire
 from tests.hostile import HOSTILE, REFUSED, url_of, value
+from tests.relay import LoopbackRelay
 
 pytestmark = pytest.mark.browser
 MEMORY_BOUND_MB = 150  # growth allowed over the whole attack (one decoded canvas is ~1 MB)
@@ -88,3 +92,40 @@ def test_a_message_larger_than_the_limit_closes_only_that_connection(server):
 async def _still_serves(url: str) -> None:
     async with wire.DrawVisitor(url, timeout=60) as visitor:
         assert (await visitor.draw(7))[0] == "7"
+
+
+FLOOD = 400  # canvas values a student's script sends, one every FLOOD_PACE seconds
+FLOOD_PACE = 0.005  # faster than runs finish, so each one asks for another
+
+
+async def flood(student_url: str, teacher_url: str) -> tuple[int, float, str | None, str]:
+    """A student's script sends FLOOD drawings without waiting for any, the last one a 1; the
+    teacher draws meanwhile. Returns the runs the student's flood started, the seconds from
+    its first message to its last drawing's prediction, that prediction, the teacher's."""
+    others = [digit for digit in wire.DIGIT_STROKES if digit != 1]
+    async with wire.DrawVisitor(student_url, timeout=60) as student, \
+            wire.DrawVisitor(teacher_url, timeout=60) as teacher:
+        start = time.monotonic()
+        for i in range(FLOOD - 1):
+            await student._send_canvas(others[i % len(others)])
+            await asyncio.sleep(FLOOD_PACE)
+        await student._send_canvas(1)
+        teachers, _ = await teacher.draw(7)
+        runs, last = 0, None
+        while last != "1" and runs < FLOOD:
+            last, _ = await student._until_finished()  # one run of the flood, finished
+            runs += 1
+        return runs, time.monotonic() - start, last, teachers
+
+
+def test_a_students_flood_of_drawings_gets_a_few_runs_a_second_and_its_last_drawing_read(server):
+    """Every run is the server's time: one student's script sending drawings in a loop
+    took every other visitor's prediction from 0.01 s to 3-24 s. Now an address gets
+    RUN_BURST runs, then RUNS_PER_SECOND; the newest drawing waits its turn and is read."""
+    logged = len(server.log_path.read_text())
+    with LoopbackRelay(server.port) as relay:
+        runs, seconds, last, teachers = wire.run(flood(relay.url, server.url))
+    assert teachers == "7"  # the teacher is never held back
+    assert last == "1"  # the flood's newest drawing, not one of the dropped ones
+    assert runs <= RUN_BURST + RUNS_PER_SECOND * seconds + 2, (runs, seconds)
+    assert "Traceback" not in server.log_path.read_text()[logged:]

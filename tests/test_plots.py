@@ -51,3 +51,20 @@ def test_downsample_keeps_evenly_spaced_points_and_the_ends():
     assert kept_y == [v * 2 for v in kept_x]
     gaps = np.diff(kept_x)
     assert gaps.max() - gaps.min() <= 1
+
+
+def test_a_phone_sized_drawing_is_sent_at_twice_its_shown_width_keeping_its_shape():
+    """A 3x screen's canvas (840x840) would cost ~5 ms and ~44 kB a stroke sent whole."""
+    drawing = np.zeros((840, 840), np.uint8)
+    drawing[100:700, 400:440] = 255  # a "1": a bar 600 px tall, 40 wide
+    cropped = drawing[100:700, 400:440]
+    html = plots.images_html([(drawing, "grayscale"), (cropped, "cropped")], width=120)
+    sent = [np.asarray(Image.open(io.BytesIO(base64.b64decode(s))))
+            for s in re.findall(r'src="data:image/png;base64,([^"]+)"', html)]
+    assert [image.shape for image in sent] == [(240, 240), (240, 16)]
+    ink = sent[0] > 127
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    # the bar's edges, scaled by 240/840, to within a pixel
+    expected = np.array([100, 700, 400, 440]) * 240 / 840 - [0, 1, 0, 1]
+    assert np.abs(np.array([rows[0], rows[-1], cols[0], cols[-1]]) - expected).max() <= 1
+    assert len(html) < 8000  # was ~60 kB of base64

@@ -25,13 +25,16 @@ CANVAS_SIZE = 280
 STROKE_WIDTH = 20
 
 
-def canvas_png(digit: int | None) -> str:
-    """The canvas as the component sends it: opaque black, white round strokes, a data URL."""
-    image = Image.new("RGBA", (CANVAS_SIZE, CANVAS_SIZE), (0, 0, 0, 255))
+def canvas_png(digit: int | None, pixel_ratio: int = 1) -> str:
+    """The canvas as the component sends it: opaque black, white round strokes, a data URL,
+    `pixel_ratio` device pixels per CSS pixel (a phone's screen: 2-3)."""
+    size, width = CANVAS_SIZE * pixel_ratio, STROKE_WIDTH * pixel_ratio
+    image = Image.new("RGBA", (size, size), (0, 0, 0, 255))
     pen = ImageDraw.Draw(image)
-    radius = STROKE_WIDTH / 2
-    for stroke in DIGIT_STROKES[digit] if digit is not None else []:
-        pen.line(stroke, fill=(255, 255, 255, 255), width=STROKE_WIDTH, joint="curve")
+    radius = width / 2
+    for css_stroke in DIGIT_STROKES[digit] if digit is not None else []:
+        stroke = [(x * pixel_ratio, y * pixel_ratio) for x, y in css_stroke]
+        pen.line(stroke, fill=(255, 255, 255, 255), width=width, joint="curve")
         for x, y in (stroke[0], stroke[-1]):
             pen.ellipse((x - radius, y - radius, x + radius, y + radius), fill=(255, 255, 255, 255))
     buffer = io.BytesIO()
@@ -39,13 +42,13 @@ def canvas_png(digit: int | None) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def canvas_state(digit: int | None) -> str:
+def canvas_state(digit: int | None, pixel_ratio: int = 1) -> str:
     """The canvas component's widget value for a drawn digit (None: a cleared canvas)."""
     objects = [{"type": "Path", "stroke": "#FFFFFF", "strokeWidth": STROKE_WIDTH,
                 "path": [["M", *stroke[0]], *(["L", x, y] for x, y in stroke[1:])]}
                for stroke in (DIGIT_STROKES[digit] if digit is not None else [])]
     raw = {"version": "7.4.0", "objects": objects, "background": "#000000"}
-    return json.dumps({"drawing": {"raw": raw, "data": canvas_png(digit)}})
+    return json.dumps({"drawing": {"raw": raw, "data": canvas_png(digit, pixel_ratio)}})
 
 
 class ScriptError(RuntimeError):
@@ -140,14 +143,15 @@ async def open_page(url: str, page_name: str, query_string: str = "",
 class DrawVisitor:
     """One session on /Draw. Use as `async with DrawVisitor(url) as visitor:`."""
 
-    def __init__(self, url: str, timeout: float = 30):
+    def __init__(self, url: str, timeout: float = 30, pixel_ratio: int = 1):
         self.url = url
         self.timeout = timeout
         self.ws = None
         self.page_script_hash = ""
         self.fragment_id = ""
         self.canvas_id = ""
-        self._states = {digit: canvas_state(digit) for digit in [None, *DIGIT_STROKES]}
+        self._states = {digit: canvas_state(digit, pixel_ratio)
+                        for digit in [None, *DIGIT_STROKES]}
         self.alerts: list[str] = []  # what the last run showed in st.error/warning/info
         self.html: list[str] = []  # and in st.html
 
