@@ -144,8 +144,9 @@ class SignInThrottle:
         with self._lock:
             failures, _ = self._failures.get(address, (0, 0.0))
             self._failures[address] = (failures + 1, self.clock())
-            if len(self._failures) > 10_000:  # bounded: forget the oldest addresses
-                for stale in sorted(self._failures, key=lambda a: self._failures[a][1])[:5000]:
+            if len(self._failures) > MAX_TRACKED_ADDRESSES:  # bounded: forget the oldest
+                stale_first = sorted(self._failures, key=lambda a: self._failures[a][1])
+                for stale in stale_first[:MAX_TRACKED_ADDRESSES // 2]:
                     del self._failures[stale]
 
     def succeeded(self, address: str) -> None:

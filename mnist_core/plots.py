@@ -226,8 +226,9 @@ def images_html(images: list[tuple[np.ndarray, str]], width: int = 120, note: st
     their own size (28x28 is ~200 bytes), they cost the server and the browser next to nothing
     (a matplotlib grid of 30 digits: ~0.3 s of the server's CPU and ~300 kB).
     `note` (HTML) follows the images in the same row, as wide as two of them. A larger image
-    (a phone's drawing is 3x the canvas: 840x840) is sent at twice the width it is shown at,
-    sharp on a 2x screen: encoding it whole took ~5 ms and ~44 kB a stroke.
+    (a crafted drawing may be up to 4x the canvas; the canvas itself sends 280x280 on every
+    screen) is sent at twice the width it is shown at, sharp on a 2x screen: encoding an
+    840x840 one whole took ~5 ms and ~44 kB a stroke.
     """
     colors = caption_colors or ["#555"] * len(images)
     figures = [

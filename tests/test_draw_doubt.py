@@ -79,8 +79,9 @@ async def draw_each(url: str, pixel_ratio: int) -> tuple[list[str], list[str]]:
         return predictions, pages
 
 
-def test_a_phones_3x_drawing_is_read_alike_and_its_steps_come_back_small(tmp_path, trained_store):
-    """A phone's canvas sends 840x840: the page classifies it as the same drawing at 1x, and
+def test_a_3x_drawing_is_read_alike_and_its_steps_come_back_small(tmp_path, trained_store):
+    """A drawing at 3x the canvas (840x840; the canvas sends 280x280 on every screen, a
+    crafted value may be up to 4x): the page classifies it as the same drawing at 1x, and
     sends its step pictures at no more than twice the 120 px they are shown at."""
     shutil.copytree(trained_store.root, tmp_path / "models")
     app = e2e.AppServer(tmp_path / "models", tmp_path / "server.log").start()

@@ -53,8 +53,9 @@ def test_downsample_keeps_evenly_spaced_points_and_the_ends():
     assert gaps.max() - gaps.min() <= 1
 
 
-def test_a_phone_sized_drawing_is_sent_at_twice_its_shown_width_keeping_its_shape():
-    """A 3x screen's canvas (840x840) would cost ~5 ms and ~44 kB a stroke sent whole."""
+def test_a_3x_drawing_is_sent_at_twice_its_shown_width_keeping_its_shape():
+    """An 840x840 drawing (the canvas at 3x, which a crafted value may send) would cost ~5 ms
+    and ~44 kB a stroke sent whole."""
     drawing = np.zeros((840, 840), np.uint8)
     drawing[100:700, 400:440] = 255  # a "1": a bar 600 px tall, 40 wide
     cropped = drawing[100:700, 400:440]

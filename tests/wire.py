@@ -26,8 +26,9 @@ STROKE_WIDTH = 20
 
 
 def canvas_png(digit: int | None, pixel_ratio: int = 1) -> str:
-    """The canvas as the component sends it: opaque black, white round strokes, a data URL,
-    `pixel_ratio` device pixels per CSS pixel (a phone's screen: 2-3)."""
+    """The canvas as the component sends it: opaque black, white round strokes, a data URL;
+    `pixel_ratio` > 1 makes it larger than the component ever sends (its `toDataURL` has no
+    retina scaling), as a crafted value may be."""
     size, width = CANVAS_SIZE * pixel_ratio, STROKE_WIDTH * pixel_ratio
     image = Image.new("RGBA", (size, size), (0, 0, 0, 255))
     pen = ImageDraw.Draw(image)
