@@ -9,8 +9,8 @@ join /Draw and then clear, draw and read the Prediction every 1-2 s. The server'
 one drawing: its clear run and its drawing run, the websocket traffic and the garbage
 collection they cause. At this load nothing queues, so the figure is steady from run to run
 where a p95 under saturation is not; `cores for 300` is what 300 students drawing every 5 s
-(the load test's class) would need at that cost. `--pixel-ratio 3` sends what a phone's canvas
-sends: its drawing at 3x the canvas's CSS size.
+(the load test's class) would need at that cost. `--pixel-ratio 3` sends drawings at 3x the
+canvas's 280x280, as only a crafted value can (the canvas sends 280x280 on every screen).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pixel-ratio", type=int, default=1, choices=(1, 2, 3, 4),
-                        help="device pixels per CSS pixel of the visitors' canvases")
+                        help="the drawings' size as a multiple of the canvas's 280x280 (crafted values)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         models = Path(tmp) / "models"
