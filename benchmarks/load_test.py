@@ -2,13 +2,16 @@
 
     python -m benchmarks.load_test [--visitors 10] [--wire-visitors 0] [--wire-pace 0.8 1.2]
                                    [--join-seconds 0] [--seconds 60] [--no-training]
+                                   [--processes 1]
 
 Starts the app on a free port with a fresh models folder, trains the default model once
 alone (through the Train page) for a baseline, then opens N independent Chromium contexts
 on /Draw, each clearing the canvas, drawing a digit and waiting for the Prediction every
 second or so, while one more context starts the same training. `--wire-visitors M` adds
 visitors without a browser (tests/wire.py: Streamlit's websocket protocol, sending what the
-canvas sends), to measure the server's share alone. Prints errors seen on any
+canvas sends), to measure the server's share alone: students, each from a loopback address of
+its own, as each device on a classroom's network has. `--processes N` serves the app with N
+processes on its port, as `./run app` does. Prints errors seen on any
 page, mouse-up -> Prediction latency (median, p95), the training's slowdown, the server's
 resident memory, and how the machine's CPU was shared between the server, the training and
 the simulated browsers (which, in a real class, run on the visitors' own computers).
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import os
 import random
@@ -76,6 +80,8 @@ class LoadResult:
     latencies: list[float] = field(default_factory=list)
     wire_latencies: list[float] = field(default_factory=list)
     wire_sent_at: list[float] = field(default_factory=list)  # time.time() of each drawing sent
+    wire_process: list[int] = field(default_factory=list)  # which server process answered it
+    processes: int = 1
     wire_wrong: int = 0
     errors: list[str] = field(default_factory=list)
     training_alone: float | None = None
@@ -107,6 +113,11 @@ class LoadResult:
             if joined and len(joined) < len(self.wire_latencies):
                 lines.append(_latency_line("  once all had joined (the training runs then)",
                                            joined))
+            if self.processes > 1:
+                answered = list(zip(self.wire_process, self.wire_latencies, strict=True))
+                lines.append("    p95 of each server process's students: " + "   ".join(
+                    f"{percentile([s for p, s in answered if p == index], 0.95):.3f} s"
+                    for index in range(self.processes)))
             if self.driver_lag:
                 lines.append(f"    this driver's own event loop woke late by: p95 "
                              f"{percentile(self.driver_lag, 0.95):.3f} s, max "
@@ -323,19 +334,33 @@ async def teacher_trains(browser, url: str, models_dir: Path, result: LoadResult
         await context.close()
 
 
+def process_of(address: str, processes: int) -> int:
+    """Which of `processes` server processes the app's port gives `address` to
+    (serving.shared_port.address_filter)."""
+    return int(ipaddress.IPv4Address(address)) % processes
+
+
+def student_address(number: int) -> str:
+    """A loopback address of its own for visitor `number`, as each student's device has on
+    the classroom's network: 127.0.0.2, 127.0.0.3, ... (127.0.0.1 is the teacher's)."""
+    return f"127.{number // 250 % 256}.{number // 62500}.{number % 250 + 2}"
+
+
 async def wire_visitor(url: str, number: int, until: float, result: LoadResult,
                        every: tuple[float, float] = (0.8, 1.2), join_at: float = 0.0) -> None:
-    """A visitor without a browser: joins at `join_at` (time.time()), then clears, sends a
-    drawn digit and reads the Prediction, again and again until `until`."""
+    """A student without a browser, from an address of its own: joins at `join_at`
+    (time.time()), then clears, sends a drawn digit and reads the Prediction, again and
+    again until `until`."""
     await asyncio.sleep(max(0.0, join_at - time.time()))
     try:
-        async with wire.DrawVisitor(url, timeout=120) as session:
+        async with wire.DrawVisitor(url, timeout=120, source=student_address(number)) as session:
             async for digit in Pace(number, until, every).digits():
                 await session.clear()
                 sent_at = time.time()
                 prediction, seconds = await session.draw(digit)
                 result.wire_latencies.append(seconds)
                 result.wire_sent_at.append(sent_at)
+                result.wire_process.append(process_of(student_address(number), result.processes))
                 result.wire_wrong += prediction != str(digit)
     except Exception as exc:
         result.errors.append(f"visitor {number} (no browser): {type(exc).__name__}: {exc}")
@@ -396,14 +421,15 @@ async def _load(url: str, models_dir: Path, visitors: int, wire_visitors: int, s
 
 def run_load(visitors: int, seconds: float, train: bool = True, work_dir: Path | None = None,
              wire_visitors: int = 0, wire_pace: tuple[float, float] = (0.8, 1.2),
-             join_seconds: float = 0.0) -> LoadResult:
-    """Start the app, run the load, stop the app; everything lives in `work_dir`."""
+             join_seconds: float = 0.0, processes: int = 1) -> LoadResult:
+    """Start the app (`processes` server processes on its port), run the load, stop the
+    app; everything lives in `work_dir`."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(work_dir or tmp)
         models = work / "models"
         models.mkdir(parents=True, exist_ok=True)
-        server = e2e.AppServer(models, work / "streamlit.log").start()
-        result = LoadResult(visitors, seconds, wire_visitors)
+        server = e2e.AppServer(models, work / "streamlit.log", processes=processes).start()
+        result = LoadResult(visitors, seconds, wire_visitors, processes=processes)
         meter = CpuMeter(server.process.pid)
         sampling = threading.Event()
 
@@ -437,11 +463,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--no-training", action="store_true",
                         help="visitors only, no training while they draw")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="server processes on the app's port (serving.launch)")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args()
     result = run_load(args.visitors, args.seconds, train=not args.no_training,
                       wire_visitors=args.wire_visitors, wire_pace=tuple(args.wire_pace),
-                      join_seconds=args.join_seconds)
+                      join_seconds=args.join_seconds, processes=args.processes)
     print(result.report())
     if args.json:
         print(json.dumps({

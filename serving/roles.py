@@ -7,16 +7,19 @@ widget value from a student's session changes nothing.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+from pathlib import Path
 from unittest.mock import NonCallableMock
 
 import streamlit as st
 from streamlit import runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from mnist_core import classroom
+from mnist_core import classroom, presence
+from mnist_core.runs.folder import models_dir
 from serving import guard
 
 log = logging.getLogger(__name__)
@@ -87,6 +90,10 @@ class _Students:
         with self._lock:
             return sum(1 for t in self._seen.values() if t >= when)
 
+    def last(self) -> float | None:
+        with self._lock:
+            return max(self._seen.values(), default=None)
+
 
 @st.cache_resource
 def _students() -> _Students:
@@ -111,8 +118,13 @@ def join_view_shown() -> float:
 
 
 def students_seen_since_join() -> int:
+    """Students seen by this server since the join view was first shown on it, and at
+    least one more if another server process of the class has seen one since."""
     first = _join_view().get("first")
-    return 0 if first is None else _students().since(first)
+    if first is None:
+        return 0
+    later = (class_count().last_student or 0.0) >= first
+    return max(_students().since(first), int(later))
 
 
 def _sessions() -> list:
@@ -122,19 +134,62 @@ def _sessions() -> list:
         return []
 
 
+def _local_count(students_seen: _Students) -> presence.Count:
+    """The visitors connected to this server process now, and how many are students."""
+    sessions = _sessions()
+    students = sum(classroom.role_for(guard.client_peer(info.client)) == classroom.STUDENT
+                   for info in sessions)
+    return presence.Count(len(sessions), students, students_seen.last())
+
+
+@st.cache_resource
+def _presence(root: str) -> presence.Presence:
+    return presence.Presence(Path(root))
+
+
+@st.cache_data(ttl=1.0, show_spinner=False, max_entries=4)
+def _other_processes(root: str) -> presence.Count:
+    return _presence(root).others()
+
+
+def class_count() -> presence.Count:
+    """Everybody connected to the class: this server process's visitors and, when several
+    processes serve it (serving.launch), the others' (mnist_core.presence)."""
+    return _local_count(_students()) + _other_processes(str(models_dir()))
+
+
 def visitor_count() -> int:
-    """Visitors connected to this server now (browser tabs, the teacher's included)."""
-    return len(_sessions())
+    """Visitors connected to the class now (browser tabs, the teacher's included)."""
+    return len(_sessions()) + _other_processes(str(models_dir())).visitors
 
 
 def connected() -> tuple[int, int]:
-    """Visitors connected to this server now, and how many of them are students."""
-    sessions = _sessions()
-    students = 0
-    for info in sessions:
-        if classroom.role_for(guard.client_peer(info.client)) == classroom.STUDENT:
-            students += 1
-    return len(sessions), students
+    """Visitors connected to the class now, and how many of them are students."""
+    count = class_count()
+    return count.visitors, count.students
+
+
+def start_publishing() -> None:
+    """Once per server process: say every few seconds how many it holds, for the others."""
+    if not runtime.exists() or isinstance(runtime.get_instance(), NonCallableMock):
+        return  # AppTest: no server, nobody connected
+    mine, students_seen = _presence(str(models_dir())), _students()
+
+    def publish_forever() -> None:
+        failed = False
+        while True:
+            try:
+                mine.publish(_local_count(students_seen))
+                failed = False
+            except OSError as exc:  # a read-only models folder: counts stay this process's
+                if not failed:
+                    log.warning("Cannot publish this server's visitors in %s: %s",
+                                mine.folder, exc)
+                failed = True
+            time.sleep(presence.PUBLISH_EVERY)
+
+    threading.Thread(target=publish_forever, name="presence", daemon=True).start()
+    atexit.register(mine.withdraw)
 
 
 def _sign_in() -> None:

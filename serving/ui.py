@@ -84,8 +84,9 @@ def _server_setup() -> int:
     the server's log; students' sessions can't send developer messages (serving.guard); the
     GIL changes hands sooner (SWITCH_INTERVAL); the cycle collector stops walking the
     server's long-lived objects (GC_YOUNG_THRESHOLD); each run's start copies the theme
-    instead of reading the config (serving.theme_cache); and TCP_NODELAY goes on its sockets, or
-    each run's output waits ~40 ms for an ACK (see serving.nodelay)."""
+    instead of reading the config (serving.theme_cache); it tells the class's other server
+    processes how many visitors it holds (roles.start_publishing); and TCP_NODELAY goes on
+    its sockets, or each run's output waits ~40 ms for an ACK (see serving.nodelay)."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -93,6 +94,7 @@ def _server_setup() -> int:
     sys.setswitchinterval(SWITCH_INTERVAL)
     tune_garbage_collector()
     theme_cache.install()
+    roles.start_publishing()
     return disable_nagle_on_servers()
 
 

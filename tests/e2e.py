@@ -32,34 +32,47 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class AppServer:
-    """`streamlit run app.py` on a free port with its own models folder."""
+def wait_for_health(url: str, timeout: float = 60) -> bool:
+    """Whether the app at `url` answers its health check within `timeout` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                return True
+        except OSError:
+            time.sleep(0.3)
+    return False
 
-    def __init__(self, models_dir: Path, log_path: Path, env: dict | None = None):
+
+class AppServer:
+    """`streamlit run app.py` on a free port with its own models folder; with `processes` > 1,
+    that many on the port, as `./run app` starts them (serving.launch)."""
+
+    def __init__(self, models_dir: Path, log_path: Path, env: dict | None = None,
+                 processes: int = 1):
         self.models_dir = Path(models_dir)
         self.log_path = Path(log_path)
         self.env = env or {}
+        self.processes = processes
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> AppServer:
         log = open(self.log_path, "a")
+        command = ([sys.executable, "-m", "streamlit", "run", "app.py"] if self.processes == 1
+                   else [sys.executable, "-m", "serving.launch", "--processes",
+                         str(self.processes)])
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+            [*command, "--server.headless", "true",
              "--server.port", str(self.port), "--browser.gatherUsageStats", "false",
              "--server.fileWatcherType", "none"],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
             env={**os.environ, "MNIST_MODELS_DIR": str(self.models_dir), **self.env},
         )
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1).read() == b"ok":
-                    return self
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError("streamlit did not start:\n" + self.log_path.read_text())
+        if not wait_for_health(self.url, timeout):
+            raise RuntimeError("streamlit did not start:\n" + self.log_path.read_text())
+        return self
 
     def kill(self) -> None:
         """SIGKILL, as a crash or a pulled plug would."""
@@ -75,10 +88,26 @@ class AppServer:
                 self.kill()
 
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+        """Resident memory of the server: all its processes (not a training worker)."""
+        return sum(rss_mb(pid) for pid in descendants(self.process.pid)
+                   if "mnist_core.training" not in command_line(pid))
+
+    def server_pids(self) -> list[int]:
+        """The processes answering visitors: the one, or the launcher's children."""
+        if self.processes == 1:
+            return [self.process.pid]
+        return [pid for pid in descendants(self.process.pid)
+                if "serving.launch --child" in command_line(pid)]
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
-        return float("nan")
+    except OSError:  # ended meanwhile
+        pass
+    return 0.0
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -144,9 +144,11 @@ async def open_page(url: str, page_name: str, query_string: str = "",
 class DrawVisitor:
     """One session on /Draw. Use as `async with DrawVisitor(url) as visitor:`."""
 
-    def __init__(self, url: str, timeout: float = 30, pixel_ratio: int = 1):
+    def __init__(self, url: str, timeout: float = 30, pixel_ratio: int = 1,
+                 source: str | None = None):
         self.url = url
         self.timeout = timeout
+        self.source = source  # a loopback address to connect from (127.0.0.2: a student)
         self.ws = None
         self.page_script_hash = ""
         self.fragment_id = ""
@@ -157,7 +159,8 @@ class DrawVisitor:
         self.html: list[str] = []  # and in st.html
 
     async def __aenter__(self) -> DrawVisitor:
-        self.ws = await connect(self.url, self.timeout)
+        options = {"local_addr": (self.source, 0)} if self.source else {}
+        self.ws = await connect(self.url, self.timeout, **options)
         message = BackMsg()
         message.rerun_script.page_name = "Draw"
         await self.ws.send(message.SerializeToString())
