@@ -8,8 +8,9 @@ many cores a training may take use the sum.
     <models dir>/.servers/<pid>.json   {"pid": ..., "visitors": 3, "students": 2,
                                         "last_student": 1764950000.0, "at": 1764950004.2}
 
-A file older than STALE_SECONDS, or of a process that no longer runs, is not counted (and is
-removed by the next publish): a killed process's visitors do not linger.
+A file older than STALE_SECONDS (or dated in the future), or of a process that no longer
+runs, is not counted (and is removed by the next publish): a killed process's visitors do
+not linger. Students cannot write here; the checks are for junk a crash or a person left.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ PUBLISH_EVERY = 2.0  # seconds
 STALE_SECONDS = 10.0  # five missed publishes
 MAX_FILES = 256  # more processes than any machine runs: the rest is junk, not read
 MAX_FILE_BYTES = 4096
+MAX_PID = 2**22  # Linux's highest pid_max
+MAX_COUNT = 100_000  # more visitors than one process could hold: junk
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class Count:
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError, ValueError):
         return False
     except PermissionError:  # someone else's process: it exists
         return True
@@ -64,9 +67,11 @@ def _parse(text: str) -> tuple[int, Count, float] | None:
         count = Count(value["visitors"], value["students"], value.get("last_student"))
     except (ValueError, TypeError, KeyError):
         return None
-    numbers = (pid, count.visitors, count.students)
-    if not all(type(n) is int and n >= 0 for n in numbers) or not isinstance(at, float):
+    numbers = (count.visitors, count.students)
+    if not all(type(n) is int and 0 <= n <= MAX_COUNT for n in numbers):
         return None
+    if not (type(pid) is int and 1 < pid <= MAX_PID and isinstance(at, float)):
+        return None  # pid 1 is init, never a server
     if count.last_student is not None and not isinstance(count.last_student, float):
         return None
     return pid, count, at
@@ -114,7 +119,7 @@ class Presence:
         fresh = []
         for path in self._files():
             entry = self._read(path)
-            if entry and now - entry[2] <= STALE_SECONDS and _alive(entry[0]):
+            if entry and abs(now - entry[2]) <= STALE_SECONDS and _alive(entry[0]):
                 fresh.append(entry)
         return fresh
 
@@ -145,7 +150,7 @@ class Presence:
         for path in self._files():
             entry = self._read(path)
             gone = entry is None or (entry[0] != self.pid and (
-                now - entry[2] > STALE_SECONDS * 6 or not _alive(entry[0])))
+                abs(now - entry[2]) > STALE_SECONDS * 6 or not _alive(entry[0])))
             if gone:
                 try:
                     path.unlink(missing_ok=True)

@@ -2,24 +2,26 @@
 by N Streamlit processes (what `./run app` starts).
 
 A class of 300 students drawing keeps one server process's core nearly full (Python runs one
-thread at a time); N processes answer on N cores. They share the port (serving.shared_port):
-each visitor's device always reaches the same process, which holds its session. Everything
-that must agree between them is in the models folder and the drawings database (which runs
-exist, the training, the Draw model, the class's drawings, how many are connected:
-`mnist_core.presence`). A process that dies is started again; the others keep serving.
+thread at a time); N processes answer on N cores. The launcher listens on the port with N
+sockets (serving.shared_port) and gives socket k to process k: each visitor's device always
+reaches the same process, which holds its session. Everything that must agree between them
+is in the models folder and the drawings database (which runs exist, the training, the Draw
+model, the class's drawings, how many are connected: `mnist_core.presence`). A process that
+dies is started again on its socket: its visitors' connections wait for it, and nobody
+else's move.
 
-N defaults to the machine's cores, at most 4 (each process holds its own ~250 MB); 1, or a
-system that cannot share a port by address (not Linux), runs plain `streamlit run app.py`.
+N defaults to the machine's cores, at most 4 (each process holds its own 230-330 MB); 1, or
+a system that cannot share a port by address (not Linux), runs plain `streamlit run app.py`.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +36,7 @@ DEFAULT_PORT = 8501
 RESTART_DELAY = 1.0  # seconds before a dead process is started again
 GAVE_UP_AFTER = 5  # quick deaths in a row (each within QUICK_DEATH s) end the launch
 QUICK_DEATH = 10.0
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 log = logging.getLogger("serving.launch")
 
 
@@ -64,50 +67,58 @@ def _without(args: list[str], name: str) -> list[str]:
     return kept
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def child_commands(processes: int, options: list[str]) -> list[list[str]]:
-    """The command of each server process: the same port, given explicitly (so none moves to
-    another one when it is taken), and only the first may open a browser tab."""
-    port = _option(options, "--server.port") or os.environ.get("STREAMLIT_SERVER_PORT")
-    port = int(port) if port else DEFAULT_PORT
-    if port == 0:  # "any free port": they must still all take the same one
-        port = _free_port()
+def child_commands(processes: int, sockets: list[int], options: list[str],
+                   port: int) -> list[list[str]]:
+    """The command of each server process: its listening socket's descriptor, the port
+    given explicitly (for the address it prints), and only the first may open a browser
+    tab."""
     options = _without(options, "--server.port") + ["--server.port", str(port)]
-    return [[sys.executable, "-m", "serving.launch", "--child", str(processes), str(index),
-             *options, *(["--server.headless", "true"] if index else [])]
-            for index in range(processes)]
+    return [[sys.executable, "-m", "serving.launch", "--child", str(fd), str(index), *options,
+             *(["--server.headless", "true"] if index else [])]
+            for index, fd in enumerate(sockets)]
 
 
-def child(processes: int, index: int, options: list[str]) -> None:
-    """One of the server processes: Streamlit, its socket shared with the others. The first
-    prints the app's address; the others would print the same."""
-    shared_port.install(processes)
+def _die_with_parent() -> None:
+    """Linux: this process gets SIGTERM when the launcher dies, even by SIGKILL, so no
+    server process is left serving a port nobody supervises."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the launcher's own stop still applies
+        return
+    if os.getppid() == 1:  # the launcher died before the call
+        sys.exit(0)
+
+
+def child(fd: int, index: int, options: list[str]) -> None:
+    """One of the server processes: Streamlit, on the socket the launcher holds for it. The
+    first prints the app's address; the others would print the same."""
+    _die_with_parent()
+    shared_port.install(fd)
     from streamlit.web import bootstrap, cli
 
     if index:
         bootstrap._print_url = lambda *args, **kwargs: None
-
     sys.argv = ["streamlit", "run", str(REPO / "app.py"), *options]
     cli.main()
 
 
 class Supervisor:
-    """Starts the processes, starts again any that dies, stops them all on SIGINT/SIGTERM."""
+    """Starts the processes, starts again any that dies (on the same socket: its visitors'
+    connections wait for it, nobody else's move), stops them all on SIGINT/SIGTERM."""
 
-    def __init__(self, commands: list[list[str]], env: dict[str, str]):
-        self.commands, self.env = commands, env
+    def __init__(self, commands: list[list[str]], sockets: list[int], env: dict[str, str]):
+        self.commands, self.sockets, self.env = commands, sockets, env
         self.processes: list[subprocess.Popen | None] = [None] * len(commands)
         self.started = [0.0] * len(commands)
         self.quick_deaths = 0
         self.stopping = False
 
-    def start(self, index: int) -> None:
-        self.processes[index] = subprocess.Popen(self.commands[index], cwd=REPO, env=self.env)
+    def start(self, index: int, again: bool = False) -> None:
+        command = self.commands[index]
+        if again and "--server.headless" not in command:  # no new browser tab on a restart
+            command = [*command, "--server.headless", "true"]
+        self.processes[index] = subprocess.Popen(command, cwd=REPO, env=self.env,
+                                                 pass_fds=(self.sockets[index],))
         self.started[index] = time.monotonic()
 
     def stop(self, *_) -> None:
@@ -134,7 +145,8 @@ class Supervisor:
                     log.warning("Server process %d (pid %d) stopped with exit code %s; "
                                 "starting it again.", index + 1, process.pid, code)
                     time.sleep(RESTART_DELAY)
-                    self.start(index)
+                    if not self.stopping:
+                        self.start(index, again=True)
         finally:
             for process in self.processes:
                 if process is not None and process.poll() is None:
@@ -171,11 +183,28 @@ def main(argv: list[str] | None = None) -> int:
     if processes == 1:
         command = [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), *options]
         os.execv(sys.executable, command)
+    asked = _option(options, "--server.address") or os.environ.get("STREAMLIT_SERVER_ADDRESS")
+    address = asked or shared_port.default_address()
+    if not asked and address == "::" and shared_port.available("::") is not None:
+        address = "0.0.0.0"  # IPv6 is off on this machine
+    port = _option(options, "--server.port") or os.environ.get("STREAMLIT_SERVER_PORT")
+    port = int(port) if port else DEFAULT_PORT
+    try:
+        if port and shared_port.port_taken(address, port):
+            log.error("Port %d is already in use: stop what serves there, or choose another "
+                      "one with --server.port.", port)
+            return 1
+        sockets = shared_port.listen(address, port, processes)
+    except OSError as exc:
+        log.error("Cannot listen on %s port %d: %s", address, port, exc)
+        return 1
+    port = sockets[0].getsockname()[1]  # the one chosen, when 0 asked for any
     env = dict(os.environ)
     # The same secret in every process: a cookie one signs, another accepts.
     env.setdefault("STREAMLIT_SERVER_COOKIE_SECRET", secrets.token_hex(32))
-    log.info("Starting %d server processes on one port.", processes)
-    return Supervisor(child_commands(processes, options), env).run()
+    log.info("Starting %d server processes on port %d.", processes, port)
+    fds = [sock.fileno() for sock in sockets]
+    return Supervisor(child_commands(processes, fds, options, port), fds, env).run()
 
 
 if __name__ == "__main__":

@@ -181,7 +181,7 @@ def start_publishing() -> None:
             try:
                 mine.publish(_local_count(students_seen))
                 failed = False
-            except OSError as exc:  # a read-only models folder: counts stay this process's
+            except Exception as exc:  # a read-only models folder: counts stay this process's
                 if not failed:
                     log.warning("Cannot publish this server's visitors in %s: %s",
                                 mine.folder, exc)

@@ -9,20 +9,17 @@ both addresses and ports, so a visitor's reconnecting websocket or the request f
 could land on a process that does not know its session. The socket filter below picks by the
 visitor's address alone: the same device always reaches the same process.
 
-    sock = socket.socket(socket.AF_INET6)
-    share(sock)  # SO_REUSEPORT, before the bind
-    sock.bind(("::", 8501)); sock.listen()
-    steer(sock, processes=2)  # the filter, after the bind (Linux only)
-
-`install(processes)` makes Streamlit's own bind do this (it binds its listening socket itself).
+    sockets = listen("::", 8501, processes=2)  # SO_REUSEPORT + the filter (Linux only)
+    # serving.launch keeps them all and gives socket k to server process k; there
+    install(fd)  # Streamlit serves on the inherited socket instead of binding its own
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import socket
 import struct
-import types
 
 # From <linux/bpf_common.h>, <linux/filter.h> and <asm-generic/socket.h>.
 SO_ATTACH_REUSEPORT_CBPF = 51
@@ -86,42 +83,72 @@ def steer(sock: socket.socket, processes: int) -> None:
         raise SharingUnavailable(f"cannot share a port by visitor address: {exc}") from None
 
 
-def available() -> str | None:
-    """None when this system can share a port by visitor address, else why not."""
+def available(address: str = "127.0.0.1") -> str | None:
+    """None when this system can share a port on `address` by visitor address, else why
+    not."""
     try:
-        with socket.socket(socket.AF_INET) as probe:
-            share(probe)
-            probe.bind(("127.0.0.1", 0))
-            probe.listen(1)
-            steer(probe, 2)
+        for sock in listen(address, 0, 2):
+            sock.close()
     except OSError as exc:
         return str(exc)
     return None
 
 
-def install(processes: int) -> None:
-    """Make Streamlit's server share its listening socket (call before it starts).
+def default_address() -> str:
+    """Every interface: IPv6 and IPv4 on one socket where the system has IPv6."""
+    return "::" if socket.has_ipv6 else "0.0.0.0"
 
-    Streamlit binds it in `starlette_server._bind_socket` with `socket.socket(family=...)`:
-    that module alone is given a `socket` whose sockets share their port, and the bound
-    socket is steered."""
+
+def port_taken(address: str, port: int) -> bool:
+    """Whether something already listens on `port` (a plain bind fails): a second launch
+    must not quietly join the first one's group."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            raise
+    return False
+
+
+def listen(address: str, port: int, processes: int, backlog: int = 2048) -> list[socket.socket]:
+    """`processes` listening sockets on `address`:`port` (0: a free port), steered by visitor
+    address: socket k is the filter's choice k. Whoever holds them keeps each choice's
+    place: a socket whose server process died queues its visitors' connections until the
+    next process takes it over, and nobody else's visitors move."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(processes):
+            sock = socket.socket(family)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            share(sock)
+            sock.bind((address, port))
+            sock.listen(backlog)
+            port = sock.getsockname()[1]
+        steer(sockets[0], processes)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def install(fd: int) -> None:
+    """Make Streamlit serve on the listening socket `fd` (inherited from serving.launch)
+    instead of binding one itself. Call before Streamlit starts."""
     from streamlit.web.server.starlette import starlette_server
 
-    def sharing_socket(*args, **kwargs) -> socket.socket:
-        sock = socket.socket(*args, **kwargs)
-        share(sock)
-        return sock
+    inherited = socket.socket(fileno=fd)
 
-    bind = starlette_server._bind_socket
+    def bind_inherited(address: str, port: int, backlog: int) -> socket.socket:
+        inherited.setblocking(False)
+        return inherited
 
-    def bind_steered(address: str, port: int, backlog: int) -> socket.socket:
-        sock = bind(address, port, backlog)
-        try:
-            steer(sock, processes)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-
-    starlette_server.socket = types.SimpleNamespace(**{**vars(socket), "socket": sharing_socket})
-    starlette_server._bind_socket = bind_steered
+    starlette_server._bind_socket = bind_inherited

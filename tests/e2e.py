@@ -93,11 +93,16 @@ class AppServer:
                    if "mnist_core.training" not in command_line(pid))
 
     def server_pids(self) -> list[int]:
-        """The processes answering visitors: the one, or the launcher's children."""
+        """The processes answering visitors: the one, or the launcher's children in the order
+        of their sockets (process k answers the addresses the port's filter gives to k)."""
         if self.processes == 1:
             return [self.process.pid]
-        return [pid for pid in descendants(self.process.pid)
-                if "serving.launch --child" in command_line(pid)]
+        children = {}
+        for pid in descendants(self.process.pid):
+            words = command_line(pid).split()
+            if "--child" in words:
+                children[int(words[words.index("--child") + 2])] = pid
+        return [children[index] for index in sorted(children)]
 
 
 def rss_mb(pid: int) -> float:

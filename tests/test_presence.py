@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -21,9 +22,18 @@ def dead_pid() -> int:
     return process.pid
 
 
-def test_each_process_counts_the_others_and_not_itself(tmp_path):
+@pytest.fixture()
+def live_pid():
+    """The pid of a process that runs for the whole test."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    yield process.pid
+    process.kill()
+    process.wait()
+
+
+def test_each_process_counts_the_others_and_not_itself(tmp_path, live_pid):
     me, other, third = Presence(tmp_path), Presence(tmp_path, pid=os.getppid()), \
-        Presence(tmp_path, pid=1)
+        Presence(tmp_path, pid=live_pid)
     me.publish(Count(5, 4, 100.0))
     other.publish(Count(3, 2, 250.0))
     third.publish(Count(7, 7, None))
@@ -44,7 +54,7 @@ def test_a_stale_or_dead_process_is_not_counted_and_its_file_goes(tmp_path):
     me.publish(Count(1, 0), now=now + presence.STALE_SECONDS * 6)
     assert not silent.path.exists()  # long silent: swept too
     me.withdraw()
-    assert not me.path.exists() and Presence(tmp_path, pid=1).others() == Count()
+    assert not me.path.exists() and Presence(tmp_path, pid=os.getppid()).others() == Count()
 
 
 @pytest.mark.parametrize("text", [
@@ -56,15 +66,39 @@ def test_a_stale_or_dead_process_is_not_counted_and_its_file_goes(tmp_path):
     '{"pid": 1, "visitors": 1, "students": 1, "at": 1.0, "last_student": "x"}',
     '{"pid": 1, "visitors": 1e400, "students": 1, "at": 1.0}',
     "x" * (presence.MAX_FILE_BYTES + 10),
+    '{"pid": PID, "visitors": 1000000, "students": 1, "at": 1.0}',  # more than a process holds
+    '{"pid": 99999999999999999999, "visitors": 1, "students": 1, "at": 1.0}',  # os.kill overflows
 ])
 def test_a_junk_file_counts_for_nothing_and_is_swept(tmp_path, text):
     folder = tmp_path / presence.PRESENCE_DIR
     folder.mkdir()
-    (folder / "1.json").write_text(text)
+    pid = os.getppid()  # alive: only the file's own faults can make it count for nothing
+    name = "99999999999999999999" if "9999999" in text else str(pid)
+    text = text.replace('"pid": 1,', f'"pid": {pid},').replace("PID", str(pid))
+    text = text.replace('"at": 1.0', f'"at": {time.time()}')
+    (folder / f"{name}.json").write_text(text)
     me = Presence(tmp_path)
     assert me.others() == Count()
     me.publish(Count(1, 1))
-    assert not (folder / "1.json").exists()
+    assert not (folder / f"{name}.json").exists()
+
+
+@pytest.mark.parametrize("pid", [0, 1])  # nobody, and init: never a server
+def test_no_pid_that_cannot_be_a_server_counts(tmp_path, pid):
+    folder = tmp_path / presence.PRESENCE_DIR
+    folder.mkdir()
+    (folder / f"{pid}.json").write_text(json.dumps(
+        {"pid": pid, "visitors": 9, "students": 9, "last_student": None, "at": time.time()}))
+    assert Presence(tmp_path).others() == Count()
+
+
+def test_a_file_dated_in_the_future_is_not_counted_forever(tmp_path):
+    other = Presence(tmp_path, pid=os.getppid())
+    now = time.time()
+    other.publish(Count(30, 30), now=now + 3600)
+    assert Presence(tmp_path).others(now=now) == Count()
+    Presence(tmp_path).publish(Count(), now=now)
+    assert not other.path.exists()
 
 
 def test_a_file_under_another_process_name_counts_for_nothing(tmp_path):
