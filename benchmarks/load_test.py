@@ -352,15 +352,17 @@ async def wire_visitor(url: str, number: int, until: float, result: LoadResult,
     (time.time()), then clears, sends a drawn digit and reads the Prediction, again and
     again until `until`."""
     await asyncio.sleep(max(0.0, join_at - time.time()))
+    address = student_address(number)
+    process = process_of(address, result.processes)
     try:
-        async with wire.DrawVisitor(url, timeout=120, source=student_address(number)) as session:
+        async with wire.DrawVisitor(url, timeout=120, source=address) as session:
             async for digit in Pace(number, until, every).digits():
                 await session.clear()
                 sent_at = time.time()
                 prediction, seconds = await session.draw(digit)
                 result.wire_latencies.append(seconds)
                 result.wire_sent_at.append(sent_at)
-                result.wire_process.append(process_of(student_address(number), result.processes))
+                result.wire_process.append(process)
                 result.wire_wrong += prediction != str(digit)
     except Exception as exc:
         result.errors.append(f"visitor {number} (no browser): {type(exc).__name__}: {exc}")

@@ -18,10 +18,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from mnist_core.runs.folder import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -89,18 +90,10 @@ class Presence:
         """Write this process's count (atomically); remove files of dead or stale processes.
         Raises OSError when the folder cannot be written."""
         now = time.time() if now is None else now
-        self.folder.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"pid": self.pid, "visitors": count.visitors,
                            "students": count.students, "last_student": count.last_student,
                            "at": float(now)})
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(self.path, text.encode(), durable=False)
         self._remove_gone(now)
 
     def withdraw(self) -> None:

@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+from mnist_core.training.launch import usable_cores
 from serving import shared_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,8 +42,7 @@ log = logging.getLogger("serving.launch")
 
 
 def default_processes() -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(DEFAULT_MAX_PROCESSES, cores or 1))
+    return max(1, min(DEFAULT_MAX_PROCESSES, len(usable_cores())))
 
 
 def _option(args: list[str], name: str) -> str | None:
@@ -67,8 +67,7 @@ def _without(args: list[str], name: str) -> list[str]:
     return kept
 
 
-def child_commands(processes: int, sockets: list[int], options: list[str],
-                   port: int) -> list[list[str]]:
+def child_commands(sockets: list[int], options: list[str], port: int) -> list[list[str]]:
     """The command of each server process: its listening socket's descriptor, the port
     given explicitly (for the address it prints), and only the first may open a browser
     tab."""
@@ -204,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     env.setdefault("STREAMLIT_SERVER_COOKIE_SECRET", secrets.token_hex(32))
     log.info("Starting %d server processes on port %d.", processes, port)
     fds = [sock.fileno() for sock in sockets]
-    return Supervisor(child_commands(processes, fds, options, port), fds, env).run()
+    return Supervisor(child_commands(fds, options, port), fds, env).run()
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def test_the_filter_refuses_a_group_size_it_cannot_mean():
 
 @pytest.mark.unit
 def test_each_process_gets_its_socket_the_port_and_only_one_opens_a_browser():
-    commands = launch.child_commands(3, [7, 8, 9], ["--server.port=0", "--theme.base", "dark"],
+    commands = launch.child_commands([7, 8, 9], ["--server.port=0", "--theme.base", "dark"],
                                      port=8555)
     assert len(commands) == 3
     for index, command in enumerate(commands):

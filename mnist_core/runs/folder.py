@@ -128,15 +128,19 @@ def is_run_id(name: str) -> bool:
     return RUN_ID.fullmatch(name) is not None
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write `data` to a temporary name beside `path`, then rename it: a reader sees the old
+    file or the new one, never half. `durable=False` skips the fsync, for files rewritten
+    every few seconds whose loss in a power cut costs nothing (mnist_core.presence)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
