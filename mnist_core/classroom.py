@@ -80,18 +80,70 @@ def is_local_host(host: str) -> bool:
     return name in LOCAL_HOSTS or name.endswith(".localhost")
 
 
-def visitor_key(ip: str | None, session_id: str) -> str:
-    """Whom to count a visitor as, for limits (wrong passwords, drawings per minute): its
-    address; an IPv6 address by its /64 (one device can take any address in it); the
-    session when the address is unknown (behind a proxy that does not pass it)."""
+def visitor_key(ip: str | None, session_id: str,
+                on_link: Iterable[ipaddress.IPv6Network] | None = None) -> str:
+    """Whom to count a visitor as, for limits (wrong passwords, drawings per minute, script
+    runs): its address; an IPv6 address from beyond a router by its /64 (one site can take
+    any address in it); the session when the address is unknown (behind a proxy that does
+    not pass it).
+
+    An IPv6 address on one of this machine's own networks (`on_link`, by default
+    `local_ipv6_networks()`), or a link-local one, counts on its own: every device of the
+    classroom's network shares that /64, and counting the /64 would make the whole class one
+    visitor. A device on the room's network can claim many addresses there, IPv4 or IPv6,
+    so the limits bound what each address does; the run limit's memory is bounded."""
     try:
         address = ipaddress.ip_address(str(ip).split("%", 1)[0])
     except ValueError:
         return f"session:{session_id}"
     mapped = getattr(address, "ipv4_mapped", None)
-    if address.version == 6 and mapped is None:
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(mapped or address)
+    if address.version == 4 or mapped is not None:
+        return str(mapped or address)
+    if address.is_link_local:
+        return str(address)
+    networks = local_ipv6_networks() if on_link is None else on_link
+    if any(address in network for network in networks):
+        return str(address)
+    return str(ipaddress.ip_network(f"{address}/64", strict=False))
+
+
+IPV6_NETWORKS_FOR = 30.0  # seconds the machine's own IPv6 networks are kept between looks
+_ipv6_networks: list = [float("-inf"), ()]  # when looked, what was found
+
+
+def local_ipv6_networks(clock: Callable[[], float] = time.monotonic
+                        ) -> tuple[ipaddress.IPv6Network, ...]:
+    """The IPv6 networks this machine's interfaces that are up are on (not loopback or
+    link-local), looked up at most every IPV6_NETWORKS_FOR seconds: it runs for every
+    student's script run."""
+    now = clock()
+    looked, networks = _ipv6_networks
+    if now - looked < IPV6_NETWORKS_FOR:
+        return networks
+    import psutil  # only the server needs it
+
+    found = set()
+    try:
+        stats = psutil.net_if_stats()
+        for name, addresses in psutil.net_if_addrs().items():
+            if name in stats and not stats[name].isup:
+                continue
+            for entry in addresses:
+                if entry.family != socket.AF_INET6 or not entry.netmask:
+                    continue
+                try:  # psutil gives the mask as an address: ffff:ffff:ffff:ffff::
+                    prefix = bin(int(ipaddress.IPv6Address(entry.netmask))).count("1")
+                    network = ipaddress.IPv6Network(
+                        f"{entry.address.split('%', 1)[0]}/{prefix}", strict=False)
+                except ValueError:
+                    continue
+                if not (network.is_loopback or network.is_link_local):
+                    found.add(network)
+    except OSError:  # no interfaces to read (a sandbox): none are on-link
+        pass
+    networks = tuple(sorted(found))
+    _ipv6_networks[:] = [now, networks]
+    return networks
 
 
 def role_for(ip: str | None, signed_in: bool = False, *, trust_localhost: bool | None = None,

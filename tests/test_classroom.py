@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
+
 import pytest
 
 from mnist_core import classroom
 from mnist_core.classroom import STUDENT, TEACHER
+from tests import netns
 
 pytestmark = pytest.mark.unit
 
@@ -180,10 +184,49 @@ def test_other_host_names_are_not(host):
 def test_visitor_keys_count_a_device_once():
     assert classroom.visitor_key("192.168.1.20", "s1") == "192.168.1.20"
     assert classroom.visitor_key("::ffff:192.168.1.20", "s1") == "192.168.1.20"
-    # Any address of one IPv6 /64 is one visitor: a device can take any of them.
-    assert (classroom.visitor_key("2001:db8:1:2::7", "s1")
-            == classroom.visitor_key("2001:db8:1:2:ffff::1", "s2") == "2001:db8:1:2::/64")
-    assert classroom.visitor_key("2001:db8:1:3::7", "s1") != "2001:db8:1:2::/64"
+    # From beyond a router, any address of one IPv6 /64 is one visitor: a site can take any.
+    assert (classroom.visitor_key("2001:db8:1:2::7", "s1", on_link=())
+            == classroom.visitor_key("2001:db8:1:2:ffff::1", "s2", on_link=())
+            == "2001:db8:1:2::/64")
+    assert classroom.visitor_key("2001:db8:1:3::7", "s1", on_link=()) != "2001:db8:1:2::/64"
     # Unknown (a proxy that does not pass the address): each session on its own.
     assert classroom.visitor_key(None, "s1") == "session:s1"
     assert classroom.visitor_key("unknown", "s2") == "session:s2"
+
+
+def test_ipv6_students_on_the_servers_own_network_are_each_a_visitor():
+    # The classroom's Wi-Fi is one /64 for every device on it: counted by /64, the whole
+    # class would share one student's allowance of runs, drawings and password tries.
+    room = [ipaddress.IPv6Network("2001:db8:1:2::/64")]
+    keys = {classroom.visitor_key(address, "s", on_link=room)
+            for address in ("2001:db8:1:2::7", "2001:db8:1:2:ffff::1", "2001:db8:1:2::8")}
+    assert keys == {"2001:db8:1:2::7", "2001:db8:1:2:ffff::1", "2001:db8:1:2::8"}
+    assert classroom.visitor_key("2001:db8:9:9::7", "s", on_link=room) == "2001:db8:9:9::/64"
+    # Link-local addresses (a .local name may resolve to one) are always on the same link.
+    assert classroom.visitor_key("fe80::1%wlan0", "s", on_link=()) == "fe80::1"
+    assert classroom.visitor_key("fe80::2", "s", on_link=()) == "fe80::2"
+
+
+def test_the_machines_own_ipv6_networks_are_read_from_its_interfaces_and_kept_a_while(
+        monkeypatch):
+    clock = iter([1000.0, 1001.0, 1000.0 + 2 * classroom.IPV6_NETWORKS_FOR]).__next__
+    monkeypatch.setattr(classroom, "_ipv6_networks", [float("-inf"), ()])
+    first = classroom.local_ipv6_networks(clock)
+    classroom._ipv6_networks[1] = (ipaddress.IPv6Network("2001:db8::/64"),)  # as if it changed
+    assert classroom.local_ipv6_networks(clock) == (ipaddress.IPv6Network("2001:db8::/64"),)
+    assert classroom.local_ipv6_networks(clock) == first  # looked again
+    assert all(not (n.is_loopback or n.is_link_local) for n in first)
+
+
+def test_a_classroom_network_on_the_machine_makes_its_devices_visitors_of_their_own():
+    # In a network namespace of its own, the machine is on fd00:c1a5::/64 (its loopback
+    # holds fd00:c1a5::1, as a Wi-Fi interface would): what the server process then keys.
+    if (why := netns.unavailable()) is not None:
+        pytest.skip(f"no private network namespace here: {why}")
+    result = netns.run_python(["-6 addr add fd00:c1a5::1/64 dev lo nodad"],
+                              "tests.visitor_key_probe", "fd00:c1a5::7", "fd00:c1a5::8",
+                              "fd00:beef::7", "fe80::7")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "networks": ["fd00:c1a5::/64"],
+        "keys": ["fd00:c1a5::7", "fd00:c1a5::8", "fd00:beef::/64", "fe80::7"]}

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from serving import launch, shared_port
-from tests import e2e, wire
+from tests import e2e, netns, wire
 
 STUDENTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
 
@@ -54,6 +54,21 @@ def test_each_address_always_reaches_the_same_socket_and_addresses_spread(addres
         for sock in sockets:
             sock.close()
     assert picks == {"127.0.0.2": {0}, "127.0.0.3": {1}, "127.0.0.4": {0}, "127.0.0.5": {1}}
+
+
+@pytest.mark.unit
+@LINUX_ONLY
+def test_ipv6_visitors_are_steered_by_the_last_32_bits_of_their_address():
+    # Loopback offers IPv6 only ::1, so the visitors connect inside a network namespace of
+    # their own (the machine's network is not touched) where fd00::/64 is local.
+    if (why := netns.unavailable()) is not None:
+        pytest.skip(f"no private network namespace here: {why}")
+    students = {"fd00::2": [0], "fd00::3": [1], "fd00::1:0:0:4": [0],  # only the last 32 bits
+                "fd00::ffff:5": [1], "fd00::abcd:1234": [0], "fd00::7:ffff:ffff": [1]}
+    result = netns.run_python(["-6 route add local fd00::/64 dev lo"],
+                              "tests.ipv6_steering_probe", *students)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == students
 
 
 @pytest.mark.unit
