@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import logging
 import os
 import socket
 import threading
@@ -80,31 +81,43 @@ def is_local_host(host: str) -> bool:
     return name in LOCAL_HOSTS or name.endswith(".localhost")
 
 
-def visitor_key(ip: str | None, session_id: str,
-                on_link: Iterable[ipaddress.IPv6Network] | None = None) -> str:
-    """Whom to count a visitor as, for limits (wrong passwords, drawings per minute, script
-    runs): its address; an IPv6 address from beyond a router by its /64 (one site can take
-    any address in it); the session when the address is unknown (behind a proxy that does
-    not pass it).
-
-    An IPv6 address on one of this machine's own networks (`on_link`, by default
-    `local_ipv6_networks()`), or a link-local one, counts on its own: every device of the
-    classroom's network shares that /64, and counting the /64 would make the whole class one
-    visitor. A device on the room's network can claim many addresses there, IPv4 or IPv6,
-    so the limits bound what each address does; the run limit's memory is bounded."""
+def _address(ip: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The visitor's address (an IPv4-mapped one as IPv4), None when unknown."""
     try:
         address = ipaddress.ip_address(str(ip).split("%", 1)[0])
     except ValueError:
+        return None
+    return getattr(address, "ipv4_mapped", None) or address
+
+
+def network_key(ip: str | None, session_id: str) -> str:
+    """The coarse count, for what must not be multiplied by taking more addresses (wrong
+    passwords): an IPv4 address, an IPv6 address by its /64 (one device can take any
+    address in it), the session when the address is unknown."""
+    address = _address(ip)
+    if address is None:
         return f"session:{session_id}"
-    mapped = getattr(address, "ipv4_mapped", None)
-    if address.version == 4 or mapped is not None:
-        return str(mapped or address)
-    if address.is_link_local:
-        return str(address)
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def visitor_key(ip: str | None, session_id: str,
+                on_link: Iterable[ipaddress.IPv6Network] | None = None) -> str:
+    """Whom to count a visitor as, for the counts of students and the limits on what each
+    does (drawings per minute, script runs): `network_key`, except that an IPv6 address on
+    one of this machine's own networks (`on_link`, by default `local_ipv6_networks()`), or a
+    link-local one, counts on its own. Every device on the classroom's network shares that
+    /64: counted by it, the whole class would be one student. A device on the room's network
+    can claim more addresses there, IPv4 or IPv6, so these limits bound what each address
+    does (and the run limit's memory is bounded); wrong passwords go by `network_key`."""
+    address = _address(ip)
+    if address is None or address.version == 4:
+        return network_key(ip, session_id)
     networks = local_ipv6_networks() if on_link is None else on_link
-    if any(address in network for network in networks):
+    if address.is_link_local or any(address in network for network in networks):
         return str(address)
-    return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return network_key(ip, session_id)
 
 
 IPV6_NETWORKS_FOR = 30.0  # seconds the machine's own IPv6 networks are kept between looks
@@ -113,34 +126,33 @@ _ipv6_networks: list = [float("-inf"), ()]  # when looked, what was found
 
 def local_ipv6_networks(clock: Callable[[], float] = time.monotonic
                         ) -> tuple[ipaddress.IPv6Network, ...]:
-    """The IPv6 networks this machine's interfaces that are up are on (not loopback or
-    link-local), looked up at most every IPV6_NETWORKS_FOR seconds: it runs for every
-    student's script run."""
+    """The /64 of each IPv6 address (not loopback or link-local) of this machine's
+    interfaces that are up: the room's network, which IPv6 hands out in /64s. By the
+    address, not its mask: an address from DHCPv6 is often a /128 in a /64 known only by
+    its route, and some systems give no mask. Looked up at most every IPV6_NETWORKS_FOR
+    seconds (it runs for a student's every script run); a failed look keeps the last."""
     now = clock()
     looked, networks = _ipv6_networks
     if now - looked < IPV6_NETWORKS_FOR:
         return networks
-    import psutil  # only the server needs it
-
-    found = set()
+    _ipv6_networks[0] = now  # one look per period, even when it fails
     try:
+        import psutil  # only the server needs it
+
         stats = psutil.net_if_stats()
+        found = set()
         for name, addresses in psutil.net_if_addrs().items():
             if name in stats and not stats[name].isup:
                 continue
             for entry in addresses:
-                if entry.family != socket.AF_INET6 or not entry.netmask:
+                address = _address(entry.address) if entry.family == socket.AF_INET6 else None
+                if address is None or address.version != 6 or address.is_loopback \
+                        or address.is_link_local:
                     continue
-                try:  # psutil gives the mask as an address: ffff:ffff:ffff:ffff::
-                    prefix = bin(int(ipaddress.IPv6Address(entry.netmask))).count("1")
-                    network = ipaddress.IPv6Network(
-                        f"{entry.address.split('%', 1)[0]}/{prefix}", strict=False)
-                except ValueError:
-                    continue
-                if not (network.is_loopback or network.is_link_local):
-                    found.add(network)
-    except OSError:  # no interfaces to read (a sandbox): none are on-link
-        pass
+                found.add(ipaddress.IPv6Network(f"{address}/64", strict=False))
+    except Exception as exc:  # psutil can't read the interfaces here: keep the last look
+        logging.getLogger(__name__).warning("Could not read the IPv6 networks: %s", exc)
+        return networks
     networks = tuple(sorted(found))
     _ipv6_networks[:] = [now, networks]
     return networks

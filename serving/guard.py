@@ -12,12 +12,13 @@ teacher on another device does not need them) and logs the attempt. The app take
 uploads: Streamlit's upload route stays open to every session, so the uploaded-file manager
 refuses every file (and `server.maxUploadSize` is 0).
 
-Every script run is the one server process's time, so a student (`classroom.visitor_key`: an
-address; an IPv6 /64 from beyond a router) may start at most `classroom.RUNS_PER_SECOND` runs a second
-(`RUN_BURST` at once). A rerun asked for beyond that waits for its turn, and a newer one
-from the same session replaces it: Streamlit's rerun message carries the page's whole
-widget state, so the newest one is what the visitor sees last, and a person never waits (a
-stroke, a tap and a refresh are a few a second at most).
+Every script run is the one server process's time, so a student (`classroom.visitor_key`:
+an address; an IPv6 /64 from beyond a router) may start at most
+`classroom.RUNS_PER_SECOND` runs a second (`RUN_BURST` at once). A rerun asked for beyond
+that waits for its turn, and a newer one from the same session replaces it: Streamlit's
+rerun message carries the page's whole widget state, so the newest one is what the visitor
+sees last, and a person never waits (a stroke, a tap and a refresh are a few a second at
+most).
 """
 
 from __future__ import annotations

@@ -199,19 +199,21 @@ def _sign_in() -> None:
     expected = classroom.configured_password()
     if not given or expected is None:
         return
-    address = visitor()
-    wait = _throttle().wait_seconds(address)
+    address = visitor()  # the device signed in; wrong tries count for its whole network
+    ctx = get_script_run_ctx()
+    tries = classroom.network_key(peer(), ctx.session_id if ctx else "")
+    wait = _throttle().wait_seconds(tries)
     if wait > 0:
         st.session_state.roles_message = (f"Too many wrong passwords: try again in "
                                           f"{wait:.0f} s.")
         return
     if classroom.password_matches(given, expected):
-        _throttle().succeeded(address)
+        _throttle().succeeded(tries)
         st.session_state[SIGNED_IN] = address
         st.session_state.roles_message = None
         log.info("Teacher signed in from %s", address)
     else:
-        _throttle().failed(address)
+        _throttle().failed(tries)
         log.warning("Wrong teacher password from %s", address)
         st.session_state.roles_message = "Wrong password."
 

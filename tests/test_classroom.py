@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
+from types import SimpleNamespace
 
 import pytest
 
@@ -202,6 +204,11 @@ def test_ipv6_students_on_the_servers_own_network_are_each_a_visitor():
             for address in ("2001:db8:1:2::7", "2001:db8:1:2:ffff::1", "2001:db8:1:2::8")}
     assert keys == {"2001:db8:1:2::7", "2001:db8:1:2:ffff::1", "2001:db8:1:2::8"}
     assert classroom.visitor_key("2001:db8:9:9::7", "s", on_link=room) == "2001:db8:9:9::/64"
+    # Wrong passwords still count for the whole /64: a device can take any address in it.
+    assert {classroom.network_key(address, "s") for address in
+            ("2001:db8:1:2::7", "2001:db8:1:2:ffff::1")} == {"2001:db8:1:2::/64"}
+    assert classroom.network_key("::ffff:192.168.1.20", "s") == "192.168.1.20"
+    assert classroom.network_key("junk", "s") == "session:s"
     # Link-local addresses (a .local name may resolve to one) are always on the same link.
     assert classroom.visitor_key("fe80::1%wlan0", "s", on_link=()) == "fe80::1"
     assert classroom.visitor_key("fe80::2", "s", on_link=()) == "fe80::2"
@@ -218,15 +225,49 @@ def test_the_machines_own_ipv6_networks_are_read_from_its_interfaces_and_kept_a_
     assert all(not (n.is_loopback or n.is_link_local) for n in first)
 
 
+def test_the_machines_networks_are_the_64s_of_its_addresses_on_interfaces_that_are_up(
+        monkeypatch):
+    import psutil
+
+    def entry(address, netmask):
+        return SimpleNamespace(family=socket.AF_INET6, address=address, netmask=netmask)
+
+    interfaces = {
+        "lo": [entry("::1", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")],
+        "wlan0": [SimpleNamespace(family=socket.AF_INET, address="192.168.1.2",
+                                  netmask="255.255.255.0"),
+                  entry("fe80::1%wlan0", "ffff:ffff:ffff:ffff::"),
+                  entry("fd00:1::5", None),  # some systems give no mask
+                  entry("2001:db8:7::9", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")],  # DHCPv6
+        "eth1": [entry("2001:db8:9::1", "ffff:ffff:ffff:ffff::")],  # down
+        "odd": [entry("not an address", "::")],
+    }
+    up = {name: SimpleNamespace(isup=name != "eth1") for name in interfaces}
+    monkeypatch.setattr(psutil, "net_if_addrs", lambda: interfaces)
+    monkeypatch.setattr(psutil, "net_if_stats", lambda: up)
+    monkeypatch.setattr(classroom, "_ipv6_networks", [float("-inf"), ()])
+    found = classroom.local_ipv6_networks(lambda: 1000.0)
+    assert [str(n) for n in found] == ["2001:db8:7::/64", "fd00:1::/64"]
+
+    def broken():
+        raise RuntimeError("no interfaces here")
+
+    monkeypatch.setattr(psutil, "net_if_addrs", broken)  # a failed look keeps the last one
+    assert classroom.local_ipv6_networks(lambda: 1000.0 + 2 * classroom.IPV6_NETWORKS_FOR) \
+        == found
+
+
 def test_a_classroom_network_on_the_machine_makes_its_devices_visitors_of_their_own():
     # In a network namespace of its own, the machine is on fd00:c1a5::/64 (its loopback
     # holds fd00:c1a5::1, as a Wi-Fi interface would): what the server process then keys.
     if (why := netns.unavailable()) is not None:
         pytest.skip(f"no private network namespace here: {why}")
-    result = netns.run_python(["-6 addr add fd00:c1a5::1/64 dev lo nodad"],
+    # And fd00:d4c9::1/128, as DHCPv6 gives it: its /64 is the room's network too.
+    result = netns.run_python(["-6 addr add fd00:c1a5::1/64 dev lo nodad",
+                               "-6 addr add fd00:d4c9::1/128 dev lo nodad"],
                               "tests.visitor_key_probe", "fd00:c1a5::7", "fd00:c1a5::8",
-                              "fd00:beef::7", "fe80::7")
+                              "fd00:d4c9::5", "fd00:beef::7", "fe80::7")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {
-        "networks": ["fd00:c1a5::/64"],
-        "keys": ["fd00:c1a5::7", "fd00:c1a5::8", "fd00:beef::/64", "fe80::7"]}
+        "networks": ["fd00:c1a5::/64", "fd00:d4c9::/64"],
+        "keys": ["fd00:c1a5::7", "fd00:c1a5::8", "fd00:d4c9::5", "fd00:beef::/64", "fe80::7"]}

@@ -291,6 +291,35 @@ def test_wrong_passwords_slow_a_visitor_down(models_dir, monkeypatch):
     assert not any("Signed in" in c.value for c in app.sidebar.caption)
 
 
+def test_wrong_passwords_count_for_the_whole_ipv6_network_not_each_address(models_dir,
+                                                                           monkeypatch):
+    # On the room's IPv6 network each device is a student of its own, and a device can take
+    # any number of addresses there: wrong passwords count for the network's /64.
+    import ipaddress
+
+    from mnist_core import classroom
+    from serving import roles
+
+    monkeypatch.setenv("MNIST_TRUST_LOCALHOST", "0")
+    monkeypatch.setenv("MNIST_TEACHER_PASSWORD", "s3cret")
+    room = (ipaddress.IPv6Network("fd00:c1a5::/64"),)
+    monkeypatch.setattr(classroom, "local_ipv6_networks", lambda: room)
+
+    def sign_in_from(address: str, password: str):
+        monkeypatch.setattr(roles, "peer", lambda: address)
+        app = run_page("app.py")
+        app.text_input(key="roles_password").input(password).run()
+        return app
+
+    for tries in range(classroom.FREE_TRIES):
+        sign_in_from(f"fd00:c1a5::{tries + 7}", "wrong")
+    again = sign_in_from("fd00:c1a5::99", "s3cret")  # another address: right, but too soon
+    assert any("Too many wrong passwords" in e.value for e in again.sidebar.error)
+    elsewhere = sign_in_from("192.168.1.9", "s3cret")
+    assert not elsewhere.sidebar.error
+    assert any("Signed in" in c.value for c in elsewhere.sidebar.caption)
+
+
 def test_single_user_mode_makes_a_remote_visitor_the_teacher(models_dir, monkeypatch):
     monkeypatch.setenv("MNIST_TRUST_LOCALHOST", "0")
     monkeypatch.setenv("MNIST_SINGLE_USER", "1")
