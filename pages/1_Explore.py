@@ -36,12 +36,12 @@ def grid_png(split: str, indices: tuple[int, ...]) -> bytes:
 
 st.header("The data, as the notebook loads it")
 st.code("(x_train, y_train), (x_valid, y_valid) = mnist.load_data()", language="python")
-cells = st.columns([3, 3, 2, 1, 1])
-cells[0].metric("x_train.shape", str(data.x_train.shape), help="60000 images of 28x28 pixels")
-cells[1].metric("x_valid.shape", str(data.x_valid.shape), help="10000 images set aside")
-cells[2].metric("x_train.dtype", str(data.x_train.dtype), help="unsigned 8-bit integers")
-cells[3].metric("x_train.min()", int(data.x_train.min()))
-cells[4].metric("x_train.max()", int(data.x_train.max()))
+with ui.metric_row():
+    st.metric("x_train.shape", str(data.x_train.shape), help="60000 images of 28x28 pixels")
+    st.metric("x_valid.shape", str(data.x_valid.shape), help="10000 images set aside")
+    st.metric("x_train.dtype", str(data.x_train.dtype), help="unsigned 8-bit integers")
+    st.metric("x_train.min()", int(data.x_train.min()))
+    st.metric("x_train.max()", int(data.x_train.max()))
 if roles.is_teacher():
     st.caption(f"Loaded from `{data.source}`.")
 

@@ -111,13 +111,13 @@ def render_live(snap: Snapshot) -> None:
         "stopping": "Stopping after the current batch...",
     }.get(snap.state, f"Training {snap.state}")
     st.progress(snap.progress, text=status)
-    cols = st.columns(5)
-    cols[0].metric("Epoch", f"{snap.epoch}/{c.epochs}")
-    cols[1].metric("Samples/s", f"{snap.samples_per_second:,.0f}"
-                   if snap.samples_per_second else "-")
-    cols[2].metric("Elapsed", ui.format_seconds(snap.elapsed))
-    cols[3].metric("ETA", ui.format_seconds(snap.eta) if snap.active else "done")
-    cols[4].metric("Device", snap.device_kind or "-", help=snap.device)
+    with ui.metric_row():
+        st.metric("Epoch", f"{snap.epoch}/{c.epochs}")
+        st.metric("Samples/s", f"{snap.samples_per_second:,.0f}"
+                  if snap.samples_per_second else "-")
+        st.metric("Elapsed", ui.format_seconds(snap.elapsed))
+        st.metric("ETA", ui.format_seconds(snap.eta) if snap.active else "done")
+        st.metric("Device", snap.device_kind or "-", help=snap.device)
     if snap.error:
         st.error(f"**{snap.message or 'Training failed.'}**")
         if teacher:  # the worker's log tail: server paths and a traceback
@@ -165,11 +165,11 @@ def wait_for_a_training(seen: tuple[str | None, str]) -> None:
 def results(run: Run) -> None:
     record = run.record
     evaluation = record.evaluation
-    cols = st.columns(4)
-    cols[0].metric("Validation accuracy", f"{evaluation.accuracy:.2%}")
-    cols[1].metric("Mistakes", f"{len(evaluation.misclassified)} of {len(data.y_valid):,}")
-    cols[2].metric("Training time", ui.format_seconds(record.fit_seconds))
-    cols[3].metric("Trained on", record.device_kind, help=record.device)
+    with ui.metric_row():
+        st.metric("Validation accuracy", f"{evaluation.accuracy:.2%}")
+        st.metric("Mistakes", f"{len(evaluation.misclassified)} of {len(data.y_valid):,}")
+        st.metric("Training time", ui.format_seconds(record.fit_seconds))
+        st.metric("Trained on", record.device_kind, help=record.device)
     left, right = st.columns(2)
     with left:
         st.subheader("Confusion matrix")

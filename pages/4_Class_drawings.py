@@ -147,12 +147,12 @@ if ui.classifier_or_error(run) is None:
 result = class_ui.result(run, revision)
 
 st.caption(f"Model: {run.label()}")
-cols = st.columns(3)
-cols[0].metric("Labelled drawings", f"{len(result.labels):,}")
-cols[1].metric("Accuracy on drawings", f"{result.evaluation.accuracy:.1%}",
-               delta=f"{result.evaluation.accuracy - run.val_accuracy:+.1%} vs MNIST",
-               help="the current model re-run on every drawing")
-cols[2].metric("Accuracy on MNIST validation", f"{run.val_accuracy:.1%}")
+with ui.metric_row():
+    st.metric("Labelled drawings", f"{len(result.labels):,}")
+    st.metric("Accuracy on drawings", f"{result.evaluation.accuracy:.1%}",
+              delta=f"{result.evaluation.accuracy - run.val_accuracy:+.1%} vs MNIST",
+              help="the current model re-run on every drawing")
+    st.metric("Accuracy on MNIST validation", f"{run.val_accuracy:.1%}")
 
 left, right = st.columns(2)
 with left:

@@ -69,14 +69,14 @@ def join_panel() -> None:
 @st.fragment(run_every=5.0)
 def presence() -> None:
     visitors, students = roles.connected()
-    cols = st.columns(2)
-    cols[0].metric("Students connected now", students,
-                   help=f"{visitors} browser tab(s) in all, yours included")
     try:
         recent = ui.drawing_store().recent_count(RECENT_SECONDS)
     except DrawingStoreError:
         recent = None
-    cols[1].metric("Drawings in the last 10 minutes", "-" if recent is None else recent)
+    with ui.metric_row():
+        st.metric("Students connected now", students,
+                  help=f"{visitors} browser tab(s) in all, yours included")
+        st.metric("Drawings in the last 10 minutes", "-" if recent is None else recent)
     if (students == 0 and roles.students_seen_since_join() == 0
             and roles.join_view_shown() > NOBODY_JOINED_AFTER):
         st.info(HINT)

@@ -65,6 +65,14 @@ GC_YOUNG_THRESHOLD = 10_000
 CLASS_REFRESHES_PER_SECOND = 30
 
 
+def metric_row():
+    """A row of st.metric that wraps onto more rows on a narrow screen: `with metric_row():`.
+    Columns would stack one metric per row on a phone (five of them fill its screen before
+    the charts) and cut long values short on a laptop ("5 min ..."); here each keeps its
+    whole value and a phone shows two or three a row."""
+    return st.container(horizontal=True, wrap=True, gap="medium")
+
+
 def page_setup(title: str, icon: str, sidebar: str = "auto") -> None:
     """First thing on every page: its title, the server's setup, and the sidebar (the pages,
     the Join page for the teacher, who you are and the teacher's sign-in)."""

@@ -239,6 +239,14 @@ def test_train_charts_fit_a_phone_screen(classroom, browser):
         charts.first.wait_for(timeout=60000)
         widths = [charts.nth(i).bounding_box()["width"] for i in range(charts.count())]
         assert widths and max(widths) <= 390
+        # The figures sit two or three a row (one a row, five of them would fill the screen
+        # before the charts), each value whole.
+        metrics = phone.get_by_test_id("stMetric")
+        boxes = [metrics.nth(i).bounding_box() for i in range(metrics.count())]
+        rows = {round(box["y"]) for box in boxes}
+        assert len(boxes) >= 8 and len(rows) <= len(boxes) / 2
+        values = phone.get_by_test_id("stMetricValue")
+        assert values.evaluate_all("es => es.every(e => e.scrollWidth <= e.clientWidth + 1)")
         content = phone.get_by_test_id("stMain")
         assert content.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
         assert_clean(phone)
