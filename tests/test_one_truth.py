@@ -67,6 +67,18 @@ def start_and_watch(page, url: str, models: Path):
     return TrainingLease(models).current()
 
 
+def epochs_ended(metrics: Path) -> int:
+    """Complete epochs in a run's metrics.jsonl so far (a line being written is skipped)."""
+    ended = 0
+    for line in metrics.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        ended += event.get("event") == "epoch" and bool(event.get("complete"))
+    return ended
+
+
 def assert_clean(page):
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.errors == []
@@ -135,6 +147,9 @@ def test_a_training_outlives_its_server_and_the_restarted_server_finds_it(models
     size = metrics.stat().st_size
     wait_until(lambda: metrics.stat().st_size > size, what="the worker to go on training")
 
+    # Stopped once an epoch has ended, the run keeps that epoch's model (a loaded machine may
+    # take a while over the first one).
+    wait_until(lambda: epochs_ended(metrics) > 0, timeout=600, what="the worker to end an epoch")
     server = e2e.AppServer(models, tmp_path / "server2.log").start()
     try:
         page = e2e.new_page(browser)
