@@ -112,10 +112,9 @@ def visitor_key(ip: str | None, session_id: str,
     can claim more addresses there, IPv4 or IPv6, so these limits bound what each address
     does (and the run limit's memory is bounded); wrong passwords go by `network_key`."""
     address = _address(ip)
-    if address is None or address.version == 4:
-        return network_key(ip, session_id)
-    networks = local_ipv6_networks() if on_link is None else on_link
-    if address.is_link_local or any(address in network for network in networks):
+    if address is not None and address.version == 6 and (address.is_link_local or any(
+            address in network
+            for network in (local_ipv6_networks() if on_link is None else on_link))):
         return str(address)
     return network_key(ip, session_id)
 
@@ -137,23 +136,13 @@ def local_ipv6_networks(clock: Callable[[], float] = time.monotonic
         return networks
     _ipv6_networks[0] = now  # one look per period, even when it fails
     try:
-        import psutil  # only the server needs it
-
-        stats = psutil.net_if_stats()
-        found = set()
-        for name, addresses in psutil.net_if_addrs().items():
-            if name in stats and not stats[name].isup:
-                continue
-            for entry in addresses:
-                address = _address(entry.address) if entry.family == socket.AF_INET6 else None
-                if address is None or address.version != 6 or address.is_loopback \
-                        or address.is_link_local:
-                    continue
-                found.add(ipaddress.IPv6Network(f"{address}/64", strict=False))
+        interfaces = machine_interfaces()
     except Exception as exc:  # psutil can't read the interfaces here: keep the last look
         logging.getLogger(__name__).warning("Could not read the IPv6 networks: %s", exc)
         return networks
-    networks = tuple(sorted(found))
+    networks = tuple(sorted({ipaddress.IPv6Network(f"{ip}/64", strict=False)
+                             for addresses in interfaces.values() for address in addresses
+                             if (ip := _usable(address)) is not None and ip.version == 6}))
     _ipv6_networks[:] = [now, networks]
     return networks
 
@@ -254,11 +243,9 @@ class RunThrottle:
 
 
 def _usable(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return None
-    if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast:
+    """An address of this machine that other devices could reach it at, or None."""
+    ip = _address(address)
+    if ip is None or ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast:
         return None
     return ip
 

@@ -42,10 +42,14 @@ def peer() -> str | None:
     return guard.client_peer(instance.get_client(ctx.session_id))
 
 
+def _session_id() -> str:
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx else ""
+
+
 def visitor() -> str:
     """Whom this session counts as for per-visitor limits (classroom.visitor_key)."""
-    ctx = get_script_run_ctx()
-    return classroom.visitor_key(peer(), ctx.session_id if ctx else "")
+    return classroom.visitor_key(peer(), _session_id())
 
 
 def signed_in() -> bool:
@@ -200,8 +204,7 @@ def _sign_in() -> None:
     if not given or expected is None:
         return
     address = visitor()  # the device signed in; wrong tries count for its whole network
-    ctx = get_script_run_ctx()
-    tries = classroom.network_key(peer(), ctx.session_id if ctx else "")
+    tries = classroom.network_key(peer(), _session_id())
     wait = _throttle().wait_seconds(tries)
     if wait > 0:
         st.session_state.roles_message = (f"Too many wrong passwords: try again in "

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import select
 import shutil
 import signal
 import socket
@@ -19,18 +18,9 @@ import pytest
 
 from serving import launch, shared_port
 from tests import e2e, netns, wire
+from tests.steering import accepted_by
 
 STUDENTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
-
-
-def _accepted_by(sockets: list[socket.socket], port: int, source: str) -> int:
-    """Connect from `source`; which of `sockets` accepted the connection."""
-    with socket.create_connection(("127.0.0.1", port), source_address=(source, 0)):
-        ready, _, _ = select.select(sockets, [], [], 10)
-        assert len(ready) == 1, f"{len(ready)} sockets got the connection"
-        accepted, _ = ready[0].accept()
-        accepted.close()
-        return sockets.index(ready[0])
 
 
 LINUX_ONLY = pytest.mark.skipif(shared_port.available() is not None,
@@ -48,7 +38,7 @@ def test_each_address_always_reaches_the_same_socket_and_addresses_spread(addres
     try:
         # The kernel's own choice hashes the source port too, and a new connection gets a new
         # one: eight connections from one address would all land alike by chance 1 in 128.
-        picks = {source: {_accepted_by(sockets, port, source) for _ in range(8)}
+        picks = {source: {accepted_by(sockets, "127.0.0.1", port, source) for _ in range(8)}
                  for source in STUDENTS}
     finally:
         for sock in sockets:
@@ -60,13 +50,13 @@ def test_each_address_always_reaches_the_same_socket_and_addresses_spread(addres
 @LINUX_ONLY
 def test_ipv6_visitors_are_steered_by_the_last_32_bits_of_their_address():
     # Loopback offers IPv6 only ::1, so the visitors connect inside a network namespace of
-    # their own (the machine's network is not touched) where fd00::/64 is local.
+    # their own (the machine's network is not touched), its loopback holding their addresses.
     if (why := netns.unavailable()) is not None:
         pytest.skip(f"no private network namespace here: {why}")
     students = {"fd00::2": [0], "fd00::3": [1], "fd00::1:0:0:4": [0],  # only the last 32 bits
                 "fd00::ffff:5": [1], "fd00::abcd:1234": [0], "fd00::7:ffff:ffff": [1]}
-    result = netns.run_python(["-6 route add local fd00::/64 dev lo"],
-                              "tests.ipv6_steering_probe", *students)
+    result = netns.run_python([f"-6 addr add {student}/128 dev lo nodad" for student in students],
+                              "tests.steering", *students)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == students
 
