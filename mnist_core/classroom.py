@@ -41,6 +41,11 @@ MAX_WAIT_SECONDS = 60.0
 # 0.01 s to 3-24 s (benchmarks/RESULTS.md).
 RUNS_PER_SECOND = 5.0
 RUN_BURST = 15
+# And by what they cost: every byte of a run's message is parsed and kept by the server. A
+# drawing sends at most ~40 kB (serving.edge), a student a few a second; a script sending
+# oversized values gets the burst, then one such value a second.
+RUN_BYTES_PER_SECOND = 256 * 1024
+RUN_BYTE_BURST = 2 * 1024 * 1024
 MAX_TRACKED_ADDRESSES = 10_000
 
 
@@ -60,6 +65,23 @@ def trust_localhost() -> bool:
     """`MNIST_TRUST_LOCALHOST=0`: visitors on the server's machine are students too (a
     reverse proxy on the same machine that does not pass the visitor's address)."""
     return _flag(TRUST_LOCALHOST_ENV, True)
+
+
+UNKNOWN = "unknown"  # a visitor with no live connection now: never trusted as local
+
+
+def visitor_peer(ip: str | None, host: str | None) -> str | None:
+    """The peer roles go by, from a connection's address (`st.context.ip_address`: None for
+    127.0.0.1 and ::1) and the Host header it asked for. UNKNOWN without a Host (no live
+    connection: a student who sends a message and disconnects must not become the teacher,
+    nor get a fresh allowance), and for a loopback peer that asked for another host name: a
+    web page the teacher opens can make the browser connect to 127.0.0.1 under its own name
+    (DNS rebinding), and must not act as the teacher."""
+    if not host or not (ip is None or isinstance(ip, str)):
+        return UNKNOWN
+    if is_local_peer(ip) and not is_local_host(host):
+        return UNKNOWN
+    return ip
 
 
 def is_local_peer(ip: str | None) -> bool:
@@ -209,36 +231,43 @@ class SignInThrottle:
 
 @dataclass
 class RunThrottle:
-    """Script runs per visitor address, as a token bucket: `burst` at once, then `rate` a
-    second. Per address, not per session, so opening more websockets gives no more runs."""
+    """Script runs per visitor address, charged by count and by bytes, as two token buckets:
+    `burst` runs at once then `rate` a second, and `byte_burst` bytes at once then
+    `byte_rate` a second. Per address, not per session, so opening more websockets gives no
+    more runs; by bytes too, so many ordinary drawings pass and a few oversized ones do not."""
 
     rate: float = RUNS_PER_SECOND
     burst: float = RUN_BURST
+    byte_rate: float = RUN_BYTES_PER_SECOND
+    byte_burst: float = RUN_BYTE_BURST
     clock: Callable[[], float] = time.monotonic
-    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # tokens, when
+    # address -> (runs left, bytes left, when)
+    _buckets: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def take(self, address: str) -> float:
-        """0.0 when `address` may run now (the run is counted); else the seconds until it
-        may, and nothing is counted."""
+    def take(self, address: str, size: int = 0) -> float:
+        """0.0 when `address` may run a message of `size` bytes now (the run and its bytes
+        are counted); else the seconds until it may, and nothing is counted."""
+        size = min(size, self.byte_burst)  # a message larger than the burst waits for a full one
         with self._lock:
             now = self.clock()
-            tokens, then = self._buckets.get(address, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - then) * self.rate)
-            if tokens >= 1.0:
-                self._buckets[address] = (tokens - 1.0, now)
+            runs, space, then = self._buckets.get(address, (self.burst, self.byte_burst, now))
+            runs = min(self.burst, runs + (now - then) * self.rate)
+            space = min(self.byte_burst, space + (now - then) * self.byte_rate)
+            if runs >= 1.0 and space >= size:
+                self._buckets[address] = (runs - 1.0, space - size, now)
                 self._forget_idle(now)
                 return 0.0
-            self._buckets[address] = (tokens, now)
-            return (1.0 - tokens) / self.rate
+            self._buckets[address] = (runs, space, now)
+            return max((1.0 - runs) / self.rate, (size - space) / self.byte_rate, 0.0)
 
     def _forget_idle(self, now: float) -> None:
-        """Bounded: past MAX_TRACKED_ADDRESSES, drop the addresses whose bucket is full again
-        (forgetting them changes nothing)."""
+        """Bounded: past MAX_TRACKED_ADDRESSES, drop the addresses whose buckets are full
+        again (forgetting them changes nothing)."""
         if len(self._buckets) <= MAX_TRACKED_ADDRESSES:
             return
-        refill = self.burst / self.rate
-        for address in [a for a, (_, then) in self._buckets.items() if now - then >= refill]:
+        refill = max(self.burst / self.rate, self.byte_burst / self.byte_rate)
+        for address in [a for a, (_, _, then) in self._buckets.items() if now - then >= refill]:
             del self._buckets[address]
 
 

@@ -138,6 +138,9 @@ def show_naive(drawing, steps, digit: int) -> None:
 def save_label(label: int, steps, probabilities, key: str) -> None:
     """Button callback: store the drawing the visitor just labelled."""
     st.session_state.draw_label_choice = None
+    if not teacher and not roles.connected():  # sent as the socket closed: no address
+        st.session_state.draw_store_error = "The connection was lost: reload the page."
+        return
     try:
         drawing_id = ui.drawing_store().add(steps.centered, thumbnail_png(steps.grayscale),
                                             label, probabilities, run.run_id,

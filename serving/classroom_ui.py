@@ -68,7 +68,7 @@ def join_panel() -> None:
 
 @st.fragment(run_every=5.0)
 def presence() -> None:
-    visitors, students = roles.connected()
+    visitors, students = roles.connected_count()
     try:
         recent = ui.drawing_store().recent_count(RECENT_SECONDS)
     except DrawingStoreError:

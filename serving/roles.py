@@ -12,15 +12,13 @@ import logging
 import threading
 import time
 from pathlib import Path
-from unittest.mock import NonCallableMock
 
 import streamlit as st
-from streamlit import runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from mnist_core import classroom, presence
 from mnist_core.runs.folder import models_dir
-from serving import guard
+from serving import edge
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +30,14 @@ STUDENT_SEEN_LIMIT = 5000
 
 
 def peer() -> str | None:
-    """This session's websocket peer (see `guard.client_peer`)."""
-    ctx = get_script_run_ctx()
-    if ctx is None or not runtime.exists():
-        return None  # a bare script run, on the server's own machine
-    instance = runtime.get_instance()
-    if isinstance(instance, NonCallableMock):
-        return None  # AppTest's stand-in runtime: a test on the server's own machine
-    return guard.client_peer(instance.get_client(ctx.session_id))
+    """This session's websocket peer now (`classroom.visitor_peer`): None on the server's
+    machine, UNKNOWN when the session has no live connection."""
+    return classroom.visitor_peer(st.context.ip_address, st.context.headers.get("Host"))
+
+
+def connected() -> bool:
+    """Whether this session has a live connection now (its address is known)."""
+    return peer() != classroom.UNKNOWN
 
 
 def _session_id() -> str:
@@ -131,19 +129,11 @@ def students_seen_since_join() -> int:
     return max(_students().since(first), int(later))
 
 
-def _sessions() -> list:
-    try:  # the runtime's session list: there is no public API for it
-        return runtime.get_instance()._session_mgr.list_active_sessions()
-    except Exception:  # no runtime (AppTest), or Streamlit changed: say nothing wrong
-        return []
-
-
 def _local_count(students_seen: _Students) -> presence.Count:
-    """The visitors connected to this server process now, and how many are students."""
-    sessions = _sessions()
-    students = sum(classroom.role_for(guard.client_peer(info.client)) == classroom.STUDENT
-                   for info in sessions)
-    return presence.Count(len(sessions), students, students_seen.last())
+    """The visitors connected to this server process now (its open websockets, as the edge
+    counts them), and how many are students."""
+    visitors, students = edge.CONNECTIONS.counts()
+    return presence.Count(visitors, students, students_seen.last())
 
 
 @st.cache_resource
@@ -164,19 +154,18 @@ def class_count() -> presence.Count:
 
 def visitor_count() -> int:
     """Visitors connected to the class now (browser tabs, the teacher's included)."""
-    return len(_sessions()) + _other_processes(str(models_dir())).visitors
+    return edge.CONNECTIONS.counts()[0] + _other_processes(str(models_dir())).visitors
 
 
-def connected() -> tuple[int, int]:
+def connected_count() -> tuple[int, int]:
     """Visitors connected to the class now, and how many of them are students."""
     count = class_count()
     return count.visitors, count.students
 
 
 def start_publishing() -> None:
-    """Once per server process: say every few seconds how many it holds, for the others."""
-    if not runtime.exists() or isinstance(runtime.get_instance(), NonCallableMock):
-        return  # AppTest: no server, nobody connected
+    """Once per server process (serving.server_start): say every few seconds how many it
+    holds, for the others."""
     mine, students_seen = _presence(str(models_dir())), _students()
 
     def publish_forever() -> None:
@@ -203,6 +192,10 @@ def _sign_in() -> None:
     expected = classroom.configured_password()
     if not given or expected is None:
         return
+    if not connected():  # sent as the socket closed: no address to count the try against
+        log.warning("Refused a sign-in from a session with no live connection")
+        st.session_state.roles_message = "The connection was lost: reload the page."
+        return
     address = visitor()  # the device signed in; wrong tries count for its whole network
     tries = classroom.network_key(peer(), _session_id())
     wait = _throttle().wait_seconds(tries)
@@ -213,6 +206,7 @@ def _sign_in() -> None:
     if classroom.password_matches(given, expected):
         _throttle().succeeded(tries)
         st.session_state[SIGNED_IN] = address
+        edge.signed_in(address, True)
         st.session_state.roles_message = None
         log.info("Teacher signed in from %s", address)
     else:
@@ -222,6 +216,9 @@ def _sign_in() -> None:
 
 
 def _sign_out() -> None:
+    address = st.session_state.get(SIGNED_IN)
+    if address:
+        edge.signed_in(address, False)
     st.session_state[SIGNED_IN] = None
 
 

@@ -10,13 +10,13 @@ copied into each message; a new parse of the config empties the cache.
 
 from __future__ import annotations
 
-import logging
 import threading
 
 from streamlit import config
 from streamlit.runtime import app_session
 
-log = logging.getLogger(__name__)
+from serving import streamlit_private
+
 _lock = threading.Lock()
 _installed: list = []  # the original function, once installed
 
@@ -39,14 +39,11 @@ def _cached(populate):
 
 
 def install() -> bool:
-    """Once per server. False (and nothing changed) where this Streamlit has no such step."""
+    """Once per server (serving.streamlit_private checks the step exists)."""
     with _lock:
         if _installed:
             return True
-        original = getattr(app_session, "_populate_theme_msg", None)
-        if original is None:
-            log.warning("Streamlit has no _populate_theme_msg: the theme is read on each run")
-            return False
+        original = streamlit_private.populate_theme()
         cached = _cached(original)
         config.on_config_parsed(cached.clear, force_connect=True)
         app_session._populate_theme_msg = cached

@@ -12,7 +12,6 @@ import gc
 import io
 import logging
 import re
-import sys
 
 import streamlit as st
 from matplotlib.figure import Figure
@@ -31,13 +30,13 @@ from mnist_core.runs import folder
 from mnist_core.runs.folder import models_dir
 from mnist_core.runs.store import ModelStore, Run, Scan
 from mnist_core.training.supervisor import JobRefused, StartFailed, Trainer
-from serving import guard, roles, theme_cache
-from serving.nodelay import disable_nagle_on_servers
+from serving import roles
+from serving.server_os import disable_nagle_on_servers
 
 # The sidebar's pages, in order: (file, label, icon). Streamlit's own list is hidden
 # (client.showSidebarNavigation) because it names the home page after its file, "app".
 PAGES = [
-    ("app.py", "Home", ":material/home:"),
+    ("home.py", "Home", ":material/home:"),
     ("pages/1_Explore.py", "Explore", ":material/search:"),
     ("pages/2_Train.py", "Train", ":material/monitoring:"),
     ("pages/3_Draw.py", "Draw", ":material/edit:"),
@@ -45,10 +44,6 @@ PAGES = [
     ("pages/5_Inside_the_network.py", "Inside the network", ":material/neurology:"),
 ]
 TEACHER_PAGES = [("pages/6_Join.py", "Join", ":material/qr_code_2:")]
-# Every element a page run sends passes from its script thread to the server's event loop
-# and back: with Python's default 5 ms, a run waits for the GIL at each hand-over while many
-# visitors' runs take turns. 1 ms cut the p95 of 300 drawing students by about a third.
-SWITCH_INTERVAL = 0.001
 # Every page run leaves a few hundred objects in reference cycles (Streamlit's own), which
 # only the cycle collector frees. With Python's default first threshold (700) much of that
 # garbage is still referenced when a young collection runs, is promoted, and a class of 300
@@ -88,21 +83,15 @@ def page_setup(title: str, icon: str, sidebar: str = "auto") -> None:
 
 @st.cache_resource
 def _server_setup() -> int:
-    """Once per server: log lines of mnist_core (a recovered lease, a killed worker) go to
-    the server's log; students' sessions can't send developer messages (serving.guard); the
-    GIL changes hands sooner (SWITCH_INTERVAL); the cycle collector stops walking the
-    server's long-lived objects (GC_YOUNG_THRESHOLD); each run's start copies the theme
-    instead of reading the config (serving.theme_cache); it tells the class's other server
-    processes how many visitors it holds (roles.start_publishing); and TCP_NODELAY goes on
-    its sockets, or each run's output waits ~40 ms for an ACK (see serving.nodelay)."""
+    """Once per server, at its first page run (what the server sets up when it starts is
+    serving.server_start's): log lines of mnist_core (a recovered lease, a killed worker)
+    go to the server's log; the cycle collector stops walking the objects of the first run
+    (GC_YOUNG_THRESHOLD); and TCP_NODELAY goes on its sockets, or each run's output waits
+    ~40 ms for an ACK (see serving.server_os)."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    guard.install()
-    sys.setswitchinterval(SWITCH_INTERVAL)
     tune_garbage_collector()
-    theme_cache.install()
-    roles.start_publishing()
     return disable_nagle_on_servers()
 
 

@@ -57,6 +57,17 @@ def fresh_server():
     st.cache_data.clear()
 
 
+@pytest.fixture(autouse=True)
+def visitor_on_the_servers_machine(request, monkeypatch):
+    """AppTest runs a page with no connection behind it, so no address: its visitor is the
+    one at the server's own machine, as a browser there would be (a test makes a student
+    with MNIST_TRUST_LOCALHOST=0, or by giving `roles.peer` another address)."""
+    if request.node.get_closest_marker("apptest") is not None:
+        from serving import roles
+
+        monkeypatch.setattr(roles, "peer", lambda: None)
+
+
 @pytest.fixture(scope="module")
 def browser():
     """Debian's Chromium, headless, driven by Playwright (one per test module)."""

@@ -78,7 +78,7 @@ def test_junk_in_the_models_folder_is_listed_as_unreadable(models_with_a_run, tr
         (orphan / name).unlink()
     (models / "shopping-list.txt").write_text("milk")
     monkeypatch.setenv("MNIST_MODELS_DIR", str(models))
-    for page in ("app.py", "pages/2_Train.py"):
+    for page in ("home.py", "pages/2_Train.py"):
         app = open_page(page)
         assert not app.exception
         warning = " ".join(w.value for w in app.warning)
@@ -91,14 +91,14 @@ def test_junk_in_the_models_folder_is_listed_as_unreadable(models_with_a_run, tr
 
 def open_page(page: str) -> AppTest:
     """`page` of the app, run once, as a visitor following a link."""
-    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
-    if page != "app.py":
+    app = AppTest.from_file(str(REPO / "home.py"), default_timeout=60)
+    if page != "home.py":
         app.switch_page(page)
     return app.run()
 
 
 @pytest.mark.apptest
-@pytest.mark.parametrize("page", ["app.py", "pages/1_Explore.py", "pages/2_Train.py"])
+@pytest.mark.parametrize("page", ["home.py", "pages/1_Explore.py", "pages/2_Train.py"])
 def test_broken_mnist_data_is_a_message_with_the_fix(page, tmp_path, monkeypatch, models_dir,
                                                      fresh_server):
     broken = tmp_path / "mnist"
@@ -114,7 +114,7 @@ def test_broken_mnist_data_is_a_message_with_the_fix(page, tmp_path, monkeypatch
 @pytest.mark.unit
 def test_nothing_a_visitor_can_do_loads_outside_code():
     """No uploads of any kind; numpy never unpickles; Keras loads in safe mode only."""
-    sources = [REPO / "app.py", *(REPO / "serving").glob("*.py"), *(REPO / "pages").glob("*.py"),
+    sources = [REPO / "app.py", REPO / "home.py", *(REPO / "serving").glob("*.py"), *(REPO / "pages").glob("*.py"),
                *(REPO / "mnist_core").rglob("*.py")]
     text = {path.name: path.read_text() for path in sources}
     assert not [name for name, code in text.items() if "file_uploader" in code]

@@ -583,7 +583,7 @@ def with_runs(models_dir, tiny_runs, fresh_server):
 
 
 def run_page(query: dict | None = None, session: dict | None = None) -> AppTest:
-    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    app = AppTest.from_file(str(REPO / "home.py"), default_timeout=TIMEOUT)
     app.switch_page(PAGE)
     app.query_params.update(query or {})
     for key, value in (session or {}).items():

@@ -19,13 +19,13 @@ pytestmark = pytest.mark.apptest
 
 TIMEOUT = 60
 REPO = Path(__file__).resolve().parent.parent
-PAGES = ["app.py", *(f"pages/{p.name}" for p in sorted((REPO / "pages").glob("*.py")))]
+PAGES = ["home.py", *(f"pages/{p.name}" for p in sorted((REPO / "pages").glob("*.py")))]
 
 
 def open_app(path: str, query: dict | None = None) -> AppTest:
     """The app at `path` (not run yet), as a visitor following a link."""
-    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
-    if path != "app.py":
+    app = AppTest.from_file(str(REPO / "home.py"), default_timeout=TIMEOUT)
+    if path != "home.py":
         app.switch_page(path)
     app.query_params.update(query or {})
     return app
@@ -67,7 +67,7 @@ def test_every_page_renders_with_a_model(page, with_trained_model):
 
 
 def test_home_shows_dataset_facts_and_the_model(with_trained_model, trained_run):
-    app = run_page("app.py")
+    app = run_page("home.py")
     text = " ".join(m.value for m in app.markdown)
     assert "(60000, 28, 28)" in text and "uint8" in text and "data/mnist" in text
     assert metric(app, "Images") == "60,000 + 10,000"
@@ -76,13 +76,13 @@ def test_home_shows_dataset_facts_and_the_model(with_trained_model, trained_run)
 
 
 def test_home_without_a_model(models_dir):
-    app = run_page("app.py")
+    app = run_page("home.py")
     assert metric(app, "Validation accuracy") == "no model yet"
 
 
 def test_home_shows_a_broken_dataset_as_a_message(models_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_DATA", str(tmp_path / "nowhere"))
-    app = run_page("app.py")
+    app = run_page("home.py")
     assert "could not be loaded" in app.error[0].value and "nowhere" in app.error[0].value
     assert "MNIST_DATA" in app.info[0].value
 
@@ -283,7 +283,7 @@ def test_wrong_passwords_slow_a_visitor_down(models_dir, monkeypatch):
 
     monkeypatch.setenv("MNIST_TRUST_LOCALHOST", "0")
     monkeypatch.setenv("MNIST_TEACHER_PASSWORD", "s3cret")
-    app = run_page("app.py")
+    app = run_page("home.py")
     for _ in range(classroom.FREE_TRIES):
         app.text_input(key="roles_password").input("wrong").run()
     app.text_input(key="roles_password").input("s3cret").run()  # right, but too soon
@@ -307,7 +307,7 @@ def test_wrong_passwords_count_for_the_whole_ipv6_network_not_each_address(model
 
     def sign_in_from(address: str, password: str):
         monkeypatch.setattr(roles, "peer", lambda: address)
-        app = run_page("app.py")
+        app = run_page("home.py")
         app.text_input(key="roles_password").input(password).run()
         return app
 
@@ -329,9 +329,9 @@ def test_single_user_mode_makes_a_remote_visitor_the_teacher(models_dir, monkeyp
 def test_the_teacher_is_told_how_to_set_a_password_and_students_are_not(models_dir,
                                                                          monkeypatch):
     hint = "MNIST_TEACHER_PASSWORD"
-    assert any(hint in c.value for c in run_page("app.py").sidebar.caption)
+    assert any(hint in c.value for c in run_page("home.py").sidebar.caption)
     monkeypatch.setenv("MNIST_TRUST_LOCALHOST", "0")
-    assert not any(hint in c.value for c in run_page("app.py").sidebar.caption)
+    assert not any(hint in c.value for c in run_page("home.py").sidebar.caption)
 
 
 def test_an_unexpected_error_is_a_short_message_not_a_traceback(models_dir, monkeypatch):
@@ -368,7 +368,7 @@ def test_the_teacher_is_told_what_blocks_students_when_nobody_joins(models_dir, 
 
     monkeypatch.setattr(classroom_ui, "NOBODY_JOINED_AFTER", -1)
     monkeypatch.setenv(classroom_ui.classroom.JOIN_URL_ENV, "http://192.168.1.20:8501")
-    app = run_page("app.py")
+    app = run_page("home.py")
     assert any("Students join at **http://192.168.1.20:8501**" in m.value for m in app.markdown)
     assert any("Nobody has joined yet" in i.value and "firewall" in i.value for i in app.info)
 

@@ -1,4 +1,4 @@
-"""TCP_NODELAY on the web server's sockets (serving.nodelay)."""
+"""The server's OS-specific calls (serving.server_os): TCP_NODELAY on its sockets, the open-files limit."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from serving.nodelay import disable_nagle_on_servers
+from serving.server_os import disable_nagle_on_servers, raise_open_files
 
 pytestmark = pytest.mark.unit
 
