@@ -156,8 +156,8 @@ def child(fd: int, args: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--child"]:
-        child(int(argv[1]), argv[2:])
+    if argv[:1] == ["--child"]:  # --child FD INDEX [streamlit options]
+        child(int(argv[1]), argv[3:])
         return 0
     parser = argparse.ArgumentParser(
         prog="python -m serving.launch", description=__doc__.splitlines()[0],
@@ -192,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     # The same secret in every process: a cookie one signs, another accepts.
     env.setdefault("STREAMLIT_SERVER_COOKIE_SECRET", secrets.token_hex(32))
     fds = [sock.fileno() for sock in sockets]
-    commands = [[sys.executable, "-m", "serving.launch", "--child", str(fd), *options]
-                for fd in fds]
+    commands = [[sys.executable, "-m", "serving.launch", "--child", str(fd), str(index), *options]
+                for index, fd in enumerate(fds)]
     return Supervisor(commands, fds, env, cwd=REPO).run()
 
 

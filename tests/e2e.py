@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,10 +26,10 @@ DIGIT_STROKES = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# Nothing a test starts reaches outside this machine: Streamlit looks up the machine's
+# external address on some handshakes, and it goes to a closed loopback port instead.
+OFFLINE = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+           "NO_PROXY": "localhost,127.0.0.1,::1"}
 
 
 def wait_for_health(url: str, timeout: float = 60) -> bool:
@@ -45,34 +45,57 @@ def wait_for_health(url: str, timeout: float = 60) -> bool:
 
 
 class AppServer:
-    """`streamlit run app.py` on a free port with its own models folder; with `processes` > 1,
-    that many on the port, as `./run app` starts them (serving.launch)."""
+    """`streamlit run app.py` with its own models folder; with `launcher` (or `processes` >
+    1), `python -m serving.launch` (what `./run app` starts) with that many processes. The
+    server picks a free port itself and says which (a port the test picked could be taken
+    before the server binds it)."""
+
+    PORT_SAID = {"streamlit": re.compile(r"Local URL: http://localhost:(\d+)"),
+                 "launcher": re.compile(r"served on port (\d+)")}
 
     def __init__(self, models_dir: Path, log_path: Path, env: dict | None = None,
-                 processes: int = 1):
+                 processes: int = 1, launcher: bool = False, options: tuple[str, ...] = ()):
         self.models_dir = Path(models_dir)
         self.log_path = Path(log_path)
         self.env = env or {}
         self.processes = processes
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.launcher = launcher or processes > 1
+        self.options = options
+        self.port = 0
+        self.url = ""
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> AppServer:
         log = open(self.log_path, "a")
-        command = ([sys.executable, "-m", "streamlit", "run", "app.py"] if self.processes == 1
-                   else [sys.executable, "-m", "serving.launch", "--processes",
-                         str(self.processes)])
+        said_from = self.log_path.stat().st_size
+        command = ([sys.executable, "-m", "serving.launch", "--processes", str(self.processes)]
+                   if self.launcher else [sys.executable, "-m", "streamlit", "run", "app.py"])
         self.process = subprocess.Popen(
-            [*command, "--server.headless", "true",
-             "--server.port", str(self.port), "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none"],
+            [*command, "--server.headless", "true", "--server.port", "0",
+             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+             *self.options],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "MNIST_MODELS_DIR": str(self.models_dir), **self.env},
+            env={**os.environ, **OFFLINE, "MNIST_MODELS_DIR": str(self.models_dir), **self.env},
         )
+        self.port = self._port_said(said_from, timeout)
+        self.url = f"http://127.0.0.1:{self.port}"
         if not wait_for_health(self.url, timeout):
-            raise RuntimeError("streamlit did not start:\n" + self.log_path.read_text())
+            raise RuntimeError("the app did not start:\n" + self.log_path.read_text())
         return self
+
+    def _port_said(self, said_from: int, timeout: float) -> int:
+        pattern = self.PORT_SAID["launcher" if self.launcher else "streamlit"]
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with open(self.log_path, errors="replace") as log:
+                log.seek(said_from)
+                found = pattern.search(log.read())
+            if found:
+                return int(found.group(1))
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise RuntimeError("the app did not say its port:\n" + self.log_path.read_text())
 
     def kill(self) -> None:
         """SIGKILL, as a crash or a pulled plug would."""

@@ -114,8 +114,8 @@ def test_broken_mnist_data_is_a_message_with_the_fix(page, tmp_path, monkeypatch
 @pytest.mark.unit
 def test_nothing_a_visitor_can_do_loads_outside_code():
     """No uploads of any kind; numpy never unpickles; Keras loads in safe mode only."""
-    sources = [REPO / "app.py", REPO / "home.py", *(REPO / "serving").glob("*.py"), *(REPO / "pages").glob("*.py"),
-               *(REPO / "mnist_core").rglob("*.py")]
+    sources = [REPO / "app.py", REPO / "home.py", *(REPO / "serving").glob("*.py"),
+               *(REPO / "pages").glob("*.py"), *(REPO / "mnist_core").rglob("*.py")]
     text = {path.name: path.read_text() for path in sources}
     assert not [name for name, code in text.items() if "file_uploader" in code]
     assert not [name for name, code in text.items() if "allow_pickle=True" in code]

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from serving.server_os import disable_nagle_on_servers, raise_open_files
+from serving.server_os import disable_nagle_on_servers
 
 pytestmark = pytest.mark.unit
 
