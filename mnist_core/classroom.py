@@ -42,7 +42,7 @@ MAX_WAIT_SECONDS = 60.0
 RUNS_PER_SECOND = 5.0
 RUN_BURST = 15
 # And by what they cost: every byte of a run's message is parsed and kept by the server. A
-# drawing sends at most ~40 kB (serving.edge), a student a few a second; a script sending
+# drawing sends at most ~50 kB (serving.edge), a student a few a second; a script sending
 # oversized values gets the burst, then one such value a second.
 RUN_BYTES_PER_SECOND = 256 * 1024
 RUN_BYTE_BURST = 2 * 1024 * 1024

@@ -40,9 +40,9 @@ UPLOAD_PATH = "/_stcore/upload_file"
 # A phone holds one or two websockets (a reconnect overlaps the old one); a laptop a few tabs.
 MAX_SOCKETS_PER_ADDRESS = 8
 # The largest message a real drawing sends is the Draw page's rerun with the canvas's PNG
-# data URL and its strokes: ~40 kB for a canvas scribbled all over, in Chromium on a desktop
-# and on a phone (the canvas sends 280x280 whatever the screen's pixel ratio;
-# tests/test_edge.py measures it). Four times that leaves room for a page's other widgets.
+# data URL and its strokes: 52 kB for a canvas scribbled all over, in Chromium on a desktop
+# (47 kB on a 3x phone: the canvas sends 280x280 whatever the screen's pixel ratio;
+# tests/test_edge_server.py measures it). Five times that leaves room for the other widgets.
 MAX_MESSAGE_BYTES = 256 * 1024
 # What a student's browser sends: page runs, a stop, the heartbeat.
 STUDENT_MESSAGES = frozenset({"rerun_script", "stop_script", "app_heartbeat"})

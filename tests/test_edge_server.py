@@ -184,3 +184,64 @@ def test_a_second_launch_on_a_taken_port_says_so(tmp_path):
     assert f"Cannot listen on 127.0.0.1 port {port}" in second.stderr
 
 
+
+
+def _scribble(page, touch: bool) -> None:
+    """A canvas scribbled all over: 24 zigzag strokes of 40 points each, far more ink and
+    points than any digit, by mouse or by finger."""
+    box = page.locator("canvas.upper-canvas").bounding_box()
+    cdp = page.context.new_cdp_session(page) if touch else None
+
+    def at(x, y):
+        return box["x"] + x * box["width"] / 280, box["y"] + y * box["height"] / 280
+
+    for row in range(24):
+        points = [at(10 + 6.5 * k, 10 + row * 11 + (9 if k % 2 else 0)) for k in range(40)]
+        if touch:
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [
+                {"x": points[0][0], "y": points[0][1]}]})
+            for x, y in points[1:]:
+                cdp.send("Input.dispatchTouchEvent", {"type": "touchMove",
+                                                      "touchPoints": [{"x": x, "y": y}]})
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+        else:
+            page.mouse.move(*points[0])
+            page.mouse.down()
+            for x, y in points[1:]:
+                page.mouse.move(x, y)
+            page.mouse.up()
+
+
+@pytest.mark.parametrize("device", ["desktop", "phone"])
+def test_the_largest_real_drawing_is_far_under_the_message_cap(device, tmp_path, trained_store,
+                                                               browser):
+    """The cap stands on what a real canvas sends: a scribbled-over canvas in Chromium, on
+    a desktop and on a 3x phone, passes the edge and is answered, at a quarter of the cap
+    or less."""
+    import shutil
+
+    shutil.copytree(trained_store.root, tmp_path / "models")
+    app = e2e.AppServer(tmp_path / "models", tmp_path / "server.log", launcher=True).start()
+    options = ({"viewport": {"width": 390, "height": 844}, "is_mobile": True,
+                "has_touch": True, "device_scale_factor": 3} if device == "phone"
+               else {"viewport": {"width": 1300, "height": 1200}, "device_scale_factor": 2})
+    context = browser.new_context(**options)
+    try:
+        with LoopbackRelay(app.port) as relay:
+            page = context.new_page()
+            sent: list[int] = []
+            page.on("websocket", lambda ws: ws.on(
+                "framesent", lambda payload: sent.append(len(payload))))
+            e2e.open_page(page, f"{relay.url}/Draw")
+            page.locator("canvas.upper-canvas").wait_for(timeout=60000)
+            _scribble(page, touch=device == "phone")
+            e2e.prediction(page).locator('[data-testid="stMetricValue"]').wait_for(
+                timeout=60000)
+            e2e.wait_until_idle(page)
+        largest = max(sent)
+        print(f"largest message sent by a scribbled canvas ({device}): {largest} bytes")
+        assert largest * 4 <= edge.MAX_MESSAGE_BYTES, largest
+        assert "oversized" not in app.log_path.read_text()
+    finally:
+        context.close()
+        app.stop()
