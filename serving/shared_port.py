@@ -10,8 +10,8 @@ could land on a process that does not know its session. The socket filter below 
 visitor's address alone: the same device always reaches the same process.
 
     sockets = listen("::", 8501, processes=2)  # SO_REUSEPORT + the filter (Linux only)
-    # serving.launch keeps them all and gives socket k to server process k; there
-    install(fd)  # Streamlit serves on the inherited socket instead of binding its own
+    # serving.launch keeps them all and gives socket k to server process k, which serves
+    # it with uvicorn.Config(fd=...)
 """
 
 from __future__ import annotations
@@ -138,17 +138,3 @@ def listen(address: str, port: int, processes: int, backlog: int = 2048) -> list
             sock.close()
         raise
     return sockets
-
-
-def install(fd: int) -> None:
-    """Make Streamlit serve on the listening socket `fd` (inherited from serving.launch)
-    instead of binding one itself. Call before Streamlit starts."""
-    from streamlit.web.server.starlette import starlette_server
-
-    inherited = socket.socket(fileno=fd)
-
-    def bind_inherited(address: str, port: int, backlog: int) -> socket.socket:
-        inherited.setblocking(False)
-        return inherited
-
-    starlette_server._bind_socket = bind_inherited

@@ -52,6 +52,11 @@ def populate_theme():
     return populate
 
 
+def set_populate_theme(populate) -> None:
+    populate_theme()
+    app_session._populate_theme_msg = populate
+
+
 def check() -> None:
     """Raise StreamlitChanged if an internal is missing."""
     session_storage_size_parameter()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import threading
 
 from streamlit import config
-from streamlit.runtime import app_session
 
 from serving import streamlit_private
 
@@ -46,6 +45,6 @@ def install() -> bool:
         original = streamlit_private.populate_theme()
         cached = _cached(original)
         config.on_config_parsed(cached.clear, force_connect=True)
-        app_session._populate_theme_msg = cached
+        streamlit_private.set_populate_theme(cached)
         _installed.append(original)
         return True

@@ -384,3 +384,44 @@ def test_train_shows_the_mistakes_it_was_most_sure_about_as_the_digits_themselve
     for image, mistake in zip(shown, wrong, strict=True):
         assert np.array_equal(image, mnist.x_valid[mistake.index])  # 28x28, as it is
         assert f"{mistake.true}→{mistake.predicted} {mistake.confidence:.0%}" in gallery
+
+
+def test_a_sign_in_sent_as_the_connection_closed_is_refused_and_not_counted(models_dir,
+                                                                           monkeypatch):
+    # A session whose websocket has just closed has no address: its password try would meet
+    # a fresh counter, so it is refused, and it makes nobody the teacher.
+    from mnist_core import classroom
+    from serving import roles
+
+    monkeypatch.setenv("MNIST_TRUST_LOCALHOST", "0")
+    monkeypatch.setenv("MNIST_TEACHER_PASSWORD", "s3cret")
+    monkeypatch.setattr(roles, "peer", lambda: classroom.UNKNOWN)
+    app = run_page("home.py")
+    app.text_input(key="roles_password").input("s3cret").run()
+    assert any("connection was lost" in e.value for e in app.sidebar.error)
+    assert not any("Signed in" in c.value for c in app.sidebar.caption)
+    assert roles._throttle().wait_seconds(classroom.network_key(classroom.UNKNOWN, "")) == 0
+
+
+def test_a_drawing_saved_as_the_connection_closed_is_refused(with_trained_model, mnist,
+                                                            monkeypatch):
+    import numpy as np
+
+    from mnist_core import classroom
+    from mnist_core.drawings import DrawingStore
+    from serving import canvas, roles
+
+    seven = mnist.x_valid[int(np.flatnonzero(mnist.y_valid == 7)[0])]
+    gray = np.kron(seven, np.ones((10, 10), np.uint8))  # the canvas a student drew it on
+    monkeypatch.setattr(canvas, "digit_canvas", lambda key, stroke_width: np.dstack(
+        [gray, gray, gray, np.full_like(gray, 255)]))
+    monkeypatch.setenv("MNIST_TRUST_LOCALHOST", "0")
+    app = run_page("pages/3_Draw.py")
+    yes = next(b for b in app.button if b.label.startswith("Yes, it is a"))
+    monkeypatch.setattr(roles, "peer", lambda: classroom.UNKNOWN)  # the socket just closed
+    yes.click().run()
+    assert any("connection was lost" in w.value for w in app.warning)
+    assert DrawingStore(with_trained_model / "drawings.db").count() == 0
+    monkeypatch.setattr(roles, "peer", lambda: "192.168.1.23")  # connected: it is saved
+    next(b for b in app.button if b.label.startswith("Yes, it is a")).click().run()
+    assert DrawingStore(with_trained_model / "drawings.db").count() == 1

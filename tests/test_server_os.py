@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from serving.server_os import disable_nagle_on_servers
+from serving.server_os import disable_nagle_on_servers, raise_open_files
 
 pytestmark = pytest.mark.unit
 
@@ -52,3 +52,22 @@ def test_it_leaves_no_file_descriptor_open(tmp_path):
     finally:
         for file in files:
             file.close()
+
+
+def test_the_open_files_limit_is_raised_to_what_a_class_needs():
+    """A process started with a laptop's low soft limit (256, as in a macOS terminal) ends
+    with the hard limit, or OPEN_FILES_WANTED below it."""
+    import subprocess
+    import sys
+
+    resource = pytest.importorskip("resource", reason="POSIX: Windows has no such limit")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    probe = (f"import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (256, {hard}));"
+             "from serving.server_os import raise_open_files; print(raise_open_files())"
+             )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    expected = hard if hard != resource.RLIM_INFINITY else 65_536
+    assert out == f"(256, {min(expected, 65_536)})"
+    assert raise_open_files() is not None
+    assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= soft
