@@ -146,6 +146,8 @@ async def run_attack(name: str, url: str, port: int, pid: int, seconds: float) -
     attack = {"oversized": lambda: oversized(url, stop),
               "idle sockets": lambda: idle_sockets(url, port, stop),
               "foreign origin": lambda: foreign_origin(url, stop)}[name]
+    async with wire.DrawVisitor(url, timeout=120, source=VICTIM) as warm:
+        await warm.draw(7)  # the server's first Draw page (dataset, model) is not the attack's
     before = e2e.rss_mb(pid)
     peak = [before]
 

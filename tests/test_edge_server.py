@@ -4,10 +4,12 @@ app.py`): one student's script meets its limits over the wire, from an address o
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -245,3 +247,46 @@ def test_the_largest_real_drawing_is_far_under_the_message_cap(device, tmp_path,
     finally:
         context.close()
         app.stop()
+
+
+def test_a_request_sent_a_byte_at_a_time_is_closed_and_a_websocket_is_not(server):
+    """The first-request deadline holds from the connection's start (a slow sender does not
+    push it back), and ends with the request: a websocket lives on well past it."""
+    from serving.launch import FIRST_REQUEST_SECONDS
+
+    app, _ = server
+    slow = socket.create_connection(("127.0.0.1", app.port))
+    slow.settimeout(1.0)
+    opened = time.monotonic()
+    closed_after = None
+    try:
+        for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200:
+            try:
+                slow.sendall(bytes([byte]))
+                if slow.recv(100) == b"":
+                    closed_after = time.monotonic() - opened
+                    break
+            except TimeoutError:
+                continue  # still open: the next byte, a second later
+            except OSError:
+                closed_after = time.monotonic() - opened
+                break
+    finally:
+        slow.close()
+    assert closed_after is not None and closed_after < 6 * FIRST_REQUEST_SECONDS
+
+    async def heartbeats_past_the_deadline() -> int:
+        acks = 0
+        async with wire.connect(app.url) as ws:
+            for _ in range(FIRST_REQUEST_SECONDS + 4):
+                await ws.send(wire.BackMsg(app_heartbeat=True).SerializeToString())
+                while True:
+                    reply = wire.ForwardMsg()
+                    reply.ParseFromString(await asyncio.wait_for(ws.recv(), 30))
+                    if reply.WhichOneof("type") == "heartbeat_ack":
+                        acks += 1
+                        break
+                await asyncio.sleep(1)
+        return acks
+
+    assert wire.run(heartbeats_past_the_deadline()) == FIRST_REQUEST_SECONDS + 4
