@@ -10,6 +10,7 @@ import numpy as np
 
 from mnist_core.data import NUM_CLASSES
 from mnist_core.drawings.errors import build_in_memory
+from mnist_core.runs import folder
 
 HOLDOUT_EVERY = 5  # every 5th drawing (by id) is held out to measure fine-tuning
 
@@ -35,9 +36,9 @@ class Drawings:
         return self.ids % HOLDOUT_EVERY == 0
 
     def to_npz(self) -> bytes:
-        """The ids, images and labels as an npz (a fine-tune's copy, `from_npz` reads it).
+        """The ids, images and labels as a fine-tune's copy (`folder.DRAWINGS`; `from_npz` reads it).
         Raises DrawingStoreError when it cannot be built."""
-        return build_in_memory("drawings.npz", lambda buffer: np.savez(
+        return build_in_memory(folder.DRAWINGS, lambda buffer: np.savez(
             buffer, ids=self.ids, images=self.images, labels=self.labels))
 
     @classmethod
