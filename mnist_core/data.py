@@ -22,14 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from mnist_core import idx
-from mnist_core.idx import IMAGES_MAGIC, LABELS_MAGIC
+from mnist_core.idx import IMAGES_MAGIC, LABELS_MAGIC  # the files' format is idx's
 
 log = logging.getLogger(__name__)
 
 NUM_CLASSES = 10
 IMAGE_SIZE = 28
 NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE  # 784
-
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data" / "mnist"
 KERAS_CACHE = Path.home() / ".keras" / "datasets" / "mnist.npz"
