@@ -19,7 +19,7 @@ from mnist_core.drawings.errors import (
     DrawingStoreError,
     DrawingStoreFull,
 )
-from mnist_core.drawings.schema import new_salt, setting
+from mnist_core.drawings.schema import SALT, new_salt, setting
 
 MAX_DRAWINGS = 50_000  # the table's cap; `MNIST_MAX_DRAWINGS` overrides it
 RATE_LIMIT_DRAWINGS = 20  # one visitor address may save this many ...
@@ -70,10 +70,10 @@ def set_collecting(db: sqlite3.Connection, on: bool) -> None:
 
 def visitor_key(db: sqlite3.Connection, visitor: str) -> str:
     """A salted hash of the address: counts per visitor without storing who they are."""
-    salt = setting(db, "salt")
+    salt = setting(db, SALT)
     if salt is None:
         salt = new_salt()
-        db.execute("INSERT INTO settings (key, value) VALUES ('salt', ?)", (salt,))
+        db.execute("INSERT INTO settings (key, value) VALUES (?, ?)", (SALT, salt))
     return hashlib.sha256(f"{salt}\0{visitor}".encode()).hexdigest()[:VISITOR_KEY_CHARS]
 
 

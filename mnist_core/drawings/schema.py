@@ -17,6 +17,7 @@ from mnist_core.data import NUM_PIXELS
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_SECONDS = 30
 SALT_HEX_BYTES = 16  # the visitor hashes' salt: 128 random bits
+SALT = "salt"  # its key in the settings table
 
 # What each schema version adds to the one before; an older database is brought up to date
 # in place, under the write lock, by the first connection that sees it.
@@ -124,7 +125,7 @@ def _migrate(db: sqlite3.Connection, version: int) -> None:
     for target in range(version + 1, SCHEMA_VERSION + 1):
         for statement in _MIGRATIONS[target]:
             db.execute(statement)
-    db.execute("INSERT OR IGNORE INTO settings (key, value) VALUES ('salt', ?)", (new_salt(),))
+    db.execute("INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)", (SALT, new_salt()))
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
