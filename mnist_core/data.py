@@ -14,23 +14,21 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from mnist_core import idx
+from mnist_core.idx import IMAGES_MAGIC, LABELS_MAGIC  # the files' format is idx's
 
 log = logging.getLogger(__name__)
 
 NUM_CLASSES = 10
 IMAGE_SIZE = 28
 NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE  # 784
-
-IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dimensions
-LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dimension
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data" / "mnist"
 KERAS_CACHE = Path.home() / ".keras" / "datasets" / "mnist.npz"
@@ -177,10 +175,10 @@ def _read_checksums(folder: Path) -> dict[str, str]:
 def read_idx(path: Path, magic: int, sha256: str | None = None) -> np.ndarray:
     """Parse one IDX file (raw or gzip) of unsigned bytes into an array of its header's shape.
 
-    Checks the SHA-256 when given, the magic number, and that the header's dimensions
-    match the data's size exactly. Reads at most `MAX_IMAGES` images' worth of bytes.
+    Checks the SHA-256 when given, then the format (`mnist_core.idx.decode`). Reads at most
+    `MAX_IMAGES` images' worth of bytes. Raises DatasetError naming the file and the fault.
     """
-    limit = 4 + 4 * (magic & 0xFF) + MAX_IMAGES * NUM_PIXELS
+    limit = idx.header_size(magic) + MAX_IMAGES * NUM_PIXELS
     try:
         size = path.stat().st_size
         if size > limit + limit // 100:  # gzip adds well under 1% to incompressible data
@@ -194,51 +192,10 @@ def read_idx(path: Path, magic: int, sha256: str | None = None) -> np.ndarray:
             raise DatasetError(
                 f"{path}: checksum mismatch, expected SHA-256 {sha256}, got {actual}"
             )
-    if path.suffix == ".gz":
-        raw = _gunzip(path, raw, limit)
-    if len(raw) < 4:
-        raise DatasetError(f"{path}: truncated, only {len(raw)} bytes, no IDX header")
-    found = int.from_bytes(raw[:4], "big")
-    if found != magic:
-        raise DatasetError(
-            f"{path}: wrong magic number 0x{found:08x}, expected 0x{magic:08x}"
-        )
-    ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DatasetError(f"{path}: truncated, header needs {header} bytes, got {len(raw)}")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + math.prod(shape)  # exact: four 32-bit dimensions can overflow int64
-    if len(raw) != expected:
-        fault = "truncated" if len(raw) < expected else "too long"
-        raise DatasetError(
-            f"{path}: {fault}, expected {expected} bytes for shape {shape}, got {len(raw)}"
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
-
-
-def _gunzip(path: Path, raw: bytes, limit: int) -> bytes:
-    """The content of a gzip file (one or more members, zero padding allowed, as
-    `gzip.decompress`), refused past `limit` bytes before inflating any further."""
-    parts, total, rest = [], 0, raw
     try:
-        while rest:
-            inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip header and trailer
-            part = inflater.decompress(rest, limit + 1 - total)
-            total += len(part)
-            if total > limit:
-                raise DatasetError(f"{path}: too large, over {limit} bytes decompressed")
-            if not inflater.eof:
-                raise DatasetError(
-                    f"{path}: not a valid gzip file (compressed data ends before the end-of-stream marker)"
-                )
-            parts.append(part)
-            rest = inflater.unused_data.lstrip(b"\x00")
-    except zlib.error as exc:
-        raise DatasetError(f"{path}: not a valid gzip file ({exc})") from None
-    if not parts:
-        raise DatasetError(f"{path}: not a valid gzip file (empty)")
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+        return idx.decode(raw, magic, limit, path)
+    except idx.IdxError as exc:
+        raise DatasetError(str(exc)) from None
 
 
 def _check_shape(name: str, shape: tuple[int, ...], labels: bool) -> None:

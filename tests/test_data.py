@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as npst
 
-from mnist_core import data
+from mnist_core import data, idx
 from mnist_core.data import (
     DatasetError,
     categorize,
@@ -480,6 +480,22 @@ def test_gz_bomb_is_refused_without_inflating_it(tmp_path, monkeypatch):
     raw.write_bytes(idx_bytes(np.zeros((1000, 28, 28), np.uint8)))
     with pytest.raises(DatasetError, match=r"idx3-ubyte: too large, 784016 bytes, more than 100 images"):
         read_idx(raw, data.IMAGES_MAGIC)
+
+
+def test_idx_written_is_byte_for_byte_what_mnist_publishes_and_reads_back(tmp_path, mnist):
+    # The export writes IDX with the module that reads MNIST: the validation split, written
+    # again, is the published file itself.
+    for name, array, magic in [("t10k-images-idx3-ubyte", mnist.x_valid, data.IMAGES_MAGIC),
+                               ("t10k-labels-idx1-ubyte", mnist.y_valid, data.LABELS_MAGIC)]:
+        published = gzip.decompress((data.BUNDLED_DIR / f"{name}.gz").read_bytes())
+        assert idx.encode(array, magic) == published
+        path = tmp_path / f"{name}.gz"
+        path.write_bytes(idx.encode_gz(array, magic))
+        np.testing.assert_array_equal(read_idx(path, magic), array)
+    gz_mtime = idx.encode_gz(mnist.y_valid[:5], data.LABELS_MAGIC)[4:8]
+    assert gz_mtime == b"\0\0\0\0"  # no timestamp: the same drawings export to the same bytes
+    with pytest.raises(ValueError, match=r"magic 0x00000803 is for 3 dimensions, .* shape \(10,\)"):
+        idx.encode(mnist.y_valid[:10], data.IMAGES_MAGIC)
 
 
 def test_idx_header_with_huge_dimensions(tmp_path):

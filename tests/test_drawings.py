@@ -15,7 +15,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from mnist_core import drawings as drawings_module
 from mnist_core.data import read_idx, read_mnist
 from mnist_core.drawings import (
     PAGE_LIMIT,
@@ -30,6 +29,7 @@ from mnist_core.drawings import (
     DrawingSummary,
     export_idx_zip,
     export_npz,
+    limits,
     thumbnail_or_placeholder,
 )
 from mnist_core.preprocess import thumbnail_png
@@ -115,7 +115,7 @@ def test_a_corrupt_file_is_a_clear_error(tmp_path):
 def test_a_locked_database_is_a_clear_error(tmp_path, mnist, monkeypatch):
     store = DrawingStore(tmp_path / "d.db")
     fill(store, mnist, 1)
-    monkeypatch.setattr("mnist_core.drawings.BUSY_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr("mnist_core.drawings.schema.BUSY_TIMEOUT_SECONDS", 0.2)
     holder = sqlite3.connect(store.path)
     holder.execute("BEGIN EXCLUSIVE")
     try:
@@ -282,8 +282,8 @@ def test_a_full_collection_refuses_with_a_clear_message(tmp_path, mnist, monkeyp
     assert store.delete(1)
     add_one(store, mnist)
     monkeypatch.delenv("MNIST_MAX_DRAWINGS")
-    assert drawings_module.max_drawings() == 50_000
-    monkeypatch.setattr(drawings_module, "MAX_DRAWINGS", 3)
+    assert limits.max_drawings() == 50_000
+    monkeypatch.setattr(limits, "MAX_DRAWINGS", 3)
     with pytest.raises(DrawingStoreFull, match=r"full \(3 drawings\)"):
         add_one(store, mnist)
 
@@ -313,7 +313,7 @@ def test_pausing_is_kept_in_the_database_for_every_server(tmp_path, mnist):
 def test_the_environment_switch_still_turns_collecting_off(tmp_path, mnist, monkeypatch):
     store = DrawingStore(tmp_path / "d.db")
     monkeypatch.setenv("MNIST_COLLECT_DRAWINGS", "0")
-    assert not drawings_module.collection_enabled() and not store.collecting()
+    assert not limits.collection_enabled() and not store.collecting()
     with pytest.raises(DrawingCollectionPaused, match="MNIST_COLLECT_DRAWINGS=0"):
         add_one(store, mnist)
     monkeypatch.setenv("MNIST_COLLECT_DRAWINGS", "1")

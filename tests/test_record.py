@@ -21,7 +21,6 @@ from mnist_core.config import TrainConfig
 from mnist_core.data import NUM_CLASSES, NUM_PIXELS
 from mnist_core.evaluate import evaluation
 from mnist_core.inference import Classifier
-from mnist_core.inside import WEIGHTS_FILE
 from mnist_core.runs import folder
 from mnist_core.runs.record import (
     BatchEvent,
@@ -124,7 +123,7 @@ def finished_run(root: Path, run_id: str = RUN_ID, config: TrainConfig | None = 
     (run / folder.WORKER_LOG).write_text("training...\n")
     folder.atomic_write_bytes(run / folder.KERAS_FILE, keras_archive_bytes())
     folder.atomic_write_bytes(run / folder.ONNX_FILE, onnx_model_bytes())
-    folder.atomic_write_bytes(run / WEIGHTS_FILE, weights_npz_bytes())
+    folder.atomic_write_bytes(run / folder.WEIGHTS_FILE, weights_npz_bytes())
     folder.atomic_write_json(run / folder.RECORD, saved.to_dict())
     folder.append_event(metrics, EndEvent(saved.status, True, saved.finished,
                                           saved.evaluation.accuracy))

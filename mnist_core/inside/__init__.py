@@ -30,7 +30,6 @@ from mnist_core.inside.fool import (
 )
 from mnist_core.inside.network import (
     LAYERS_KEY,
-    WEIGHTS_FILE,
     NetLayer,
     Network,
     Trace,
@@ -41,18 +40,23 @@ from mnist_core.inside.network import (
 )
 from mnist_core.inside.saliency import Saliency, saliency
 from mnist_core.inside.snapshot_files import (
-    SAMPLE_FILE,
     SNAPSHOT_UNITS,
-    SNAPSHOTS_DIR,
-    START_FILE,
     Sample,
     Snapshot,
     read_sample,
     read_snapshots,
     read_start_kernel,
     sample_indices,
-    snapshot_name,
     unit_images,
+)
+
+# The files a run saved for this page are named by the run layout; re-exported for the page.
+from mnist_core.runs.folder import (
+    SAMPLE_FILE,
+    SNAPSHOTS_DIR,
+    START_FILE,
+    WEIGHTS_FILE,
+    snapshot_name,
 )
 
 __all__ = [

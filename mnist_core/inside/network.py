@@ -22,7 +22,6 @@ from mnist_core.data import NUM_CLASSES, NUM_PIXELS
 from mnist_core.inside.files import InsideError, read_npz
 from mnist_core.models import Layer
 
-WEIGHTS_FILE = "weights.npz"  # in a run folder, next to model.keras
 LAYERS_KEY = "layers.json"  # the layer list, as JSON text
 MAX_WEIGHTS_BYTES = 64 * 2**20  # the notebook's MLP is 2.7 MB; 64 MB is a generous bound
 

@@ -1,16 +1,15 @@
 """The small files the training worker writes while it trains, read back for the page.
 
-In a run folder's `snapshots/` (written by `mnist_core.training.snapshots.FeatureSnapshots`):
-`step-NNNNNNN.npz` after batch 1, 2, 4, 8, ... and each epoch end (a few first-layer units'
-weights and the predictions on a fixed validation sample), `sample.npz` (that sample) and
-`start.npz` (the first layer's weights before training). A damaged or foreign file is
-skipped, never fatal.
+In a run folder's `snapshots/` (written by `mnist_core.training.snapshots.FeatureSnapshots`,
+named by the run layout, `mnist_core.runs.folder`): `step-NNNNNNN.npz` after batch 1, 2, 4,
+8, ... and each epoch end (a few first-layer units' weights and the predictions on a fixed
+validation sample), `sample.npz` (that sample) and `start.npz` (the first layer's weights
+before training). A damaged or foreign file is skipped, never fatal.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,11 +17,12 @@ import numpy as np
 
 from mnist_core.data import IMAGE_SIZE, NUM_CLASSES
 from mnist_core.inside.files import InsideError, read_npz
-
-SNAPSHOTS_DIR = "snapshots"  # in a run folder: one file per snapshot, plus the sample
-SAMPLE_FILE = "sample.npz"  # the fixed validation images the snapshots predict
-START_FILE = "start.npz"  # the first layer's weights before training, in the snapshots folder
-SNAPSHOT_PATTERN = re.compile(r"^step-(\d{1,9})\.npz$")
+from mnist_core.runs.folder import (
+    SAMPLE_FILE,
+    SNAPSHOT_PATTERN,
+    SNAPSHOTS_DIR,
+    START_FILE,
+)
 
 MAX_SNAPSHOT_BYTES = 2**20  # a snapshot is ~30 kB
 MAX_START_BYTES = 8 * 2**20  # the MLP's first layer in float16 is 0.8 MB
@@ -58,10 +58,6 @@ def sample_indices(y_valid: np.ndarray, per_digit: int = SAMPLE_PER_DIGIT) -> np
     rows = min(len(f) for f in firsts)
     return np.array([firsts[digit][row] for row in range(rows) for digit in range(NUM_CLASSES)],
                     np.int64)
-
-
-def snapshot_name(step: int) -> str:
-    return f"step-{step:07d}.npz"
 
 
 def read_snapshots(run_dir: Path | str) -> tuple[list[Snapshot], list[str]]:

@@ -19,8 +19,14 @@
             model.keras     the trained model (float32), for Keras: fine-tuning, export
             model.onnx      the same model, for serving with ONNX Runtime
             weights.npz     every layer's weights, for the Inside page (not in older runs)
-            snapshots/      the Inside page's snapshots taken during training
+            snapshots/      taken while training, for the Inside page (mnist_core.inside):
+                step-NNNNNNN.npz  the network after that many batches
+                sample.npz        the fixed validation images every snapshot predicts
+                start.npz         the first layer's weights before training
             record.json     written last by the worker: the run was saved
+
+Every name above is a constant of this module: whoever writes or reads a run's files (the
+worker, the store, the Inside page) names them from here.
 
 The worker alone writes its events, models and record; servers write only the requests and
 verdicts listed above, each in its own file. Every file but metrics.jsonl is written to a
@@ -45,7 +51,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_core.config import TrainConfig
-from mnist_core.inside import SNAPSHOTS_DIR
 from mnist_core.runs.record import (
     EndEvent,
     ErrorEvent,
@@ -74,7 +79,14 @@ STOP = "stop"
 OUTCOME = "outcome.json"
 KERAS_FILE = "model.keras"
 ONNX_FILE = "model.onnx"
+WEIGHTS_FILE = "weights.npz"
+SNAPSHOTS_DIR = "snapshots"
 RECORD = "record.json"
+
+# In a run's snapshots folder
+SAMPLE_FILE = "sample.npz"
+START_FILE = "start.npz"
+SNAPSHOT_PATTERN = re.compile(r"^step-(\d{1,9})\.npz$")  # see snapshot_name
 
 # In the models folder
 LEASE_LOCK = "training.lock"
@@ -126,6 +138,11 @@ def new_run_id(now: float | None = None) -> str:
 
 def is_run_id(name: str) -> bool:
     return RUN_ID.fullmatch(name) is not None
+
+
+def snapshot_name(step: int) -> str:
+    """The snapshots folder's file of the network after `step` batches: step-0000016.npz."""
+    return f"step-{step:07d}.npz"
 
 
 def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:

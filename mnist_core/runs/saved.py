@@ -16,7 +16,6 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from mnist_core.inside import WEIGHTS_FILE
 from mnist_core.runs import folder
 from mnist_core.runs.record import RecordError
 
@@ -32,10 +31,10 @@ def check_saved_files(run_dir: Path) -> None:
     if not zipfile.is_zipfile(run_dir / folder.KERAS_FILE):
         raise RecordError(f"{folder.KERAS_FILE} is corrupt (not a Keras zip archive)")
     check_onnx(run_dir / folder.ONNX_FILE)
-    weights = run_dir / WEIGHTS_FILE
+    weights = run_dir / folder.WEIGHTS_FILE
     if weights.exists() and not (weights.is_file() and zipfile.is_zipfile(weights)):
         # Optional (older runs have none), but a broken one is a broken run.
-        raise RecordError(f"{WEIGHTS_FILE} is corrupt (not an npz archive)")
+        raise RecordError(f"{folder.WEIGHTS_FILE} is corrupt (not an npz archive)")
 
 
 def check_onnx(path: Path) -> None:

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mnist_core.config import TrainConfig
-from mnist_core.inside import WEIGHTS_FILE
 from mnist_core.runs import folder
 from mnist_core.runs.lease import TrainingLease
 from mnist_core.runs.record import (
@@ -60,7 +59,7 @@ LIVE_DEMO = {  # the origins whose runs become the Draw model when they finish, 
     "draw_page": "the newest training from the Draw page (Train the default model)",
 }
 # The files whose contents decide a run's record; their stats key the parsed-record cache.
-SIGNED_FILES = (folder.CONFIG, folder.RECORD, folder.KERAS_FILE, folder.ONNX_FILE, WEIGHTS_FILE)
+SIGNED_FILES = (folder.CONFIG, folder.RECORD, folder.KERAS_FILE, folder.ONNX_FILE, folder.WEIGHTS_FILE)
 
 
 class ActionRefused(ValueError):
