@@ -12,7 +12,6 @@ from mnist_core.config import BOUNDS, TrainConfig
 from mnist_core.drawings import DrawingStoreError, collection_enabled
 from serving import class_ui, roles, ui
 
-GALLERY_SIZE = 40
 OWN_SHOWN = 24  # a student's own drawings shown, newest first
 FINE_TUNE_MAX_EPOCHS = 10  # a fine-tune continues a trained run: a few epochs are enough
 
@@ -51,26 +50,6 @@ def own_drawings() -> None:
         return
     pictures = [(png, f"#{i}") for i in mine if (png := store.thumbnail(i)) is not None]
     st.image([p for p, _ in pictures], caption=[c for _, c in pictures], width=70)
-
-
-def gallery(result) -> None:
-    st.subheader("The drawings, mistakes first")
-    digit = st.selectbox("Digit", ["all", *range(10)], key="class_digit")
-    order = result.mistakes_first
-    if digit != "all":
-        order = order[result.labels[order] == digit]
-    pages = max(1, -(-len(order) // GALLERY_SIZE))
-    page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="class_page") - 1
-    shown = order[page * GALLERY_SIZE:(page + 1) * GALLERY_SIZE]
-    if not len(shown):
-        st.caption("No drawings of this digit yet.")
-        return
-    wrong = result.predicted[shown] != result.labels[shown]
-    st.html(plots.images_html(
-        [(result.images[i], f"#{result.ids[i]} {result.labels[i]}→{result.predicted[i]}" if w
-          else f"#{result.ids[i]} {result.labels[i]} ✓") for i, w in zip(shown, wrong, strict=True)],
-        width=64, caption_colors=["#c0392b" if w else "#1e8449" for w in wrong]))
-    st.caption("as the model sees them (28x28): #id drawn digit → predicted digit")
 
 
 def export_and_delete(count: int) -> None:
@@ -170,7 +149,7 @@ with right:
     st.image(ui.confusion_png(result.evaluation.confusion_matrix))
 
 if teacher:
-    gallery(result)
+    class_ui.gallery(result)
     export_and_delete(len(result.labels))
     fine_tune(run, result)
 else:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
+from mnist_core import plots
 from mnist_core.data import flatten, normalize
 from mnist_core.drawings import DrawingStoreError, export_idx_zip, export_npz
 from mnist_core.evaluate import Evaluation, evaluation
@@ -16,6 +17,9 @@ from mnist_core.runs.store import Run
 from serving import roles, ui
 
 PREDICT_BATCH = 4096  # drawings per ONNX call: bounded memory whatever the collection
+GALLERY_SIZE = 40  # drawings a page of the gallery shows
+GALLERY_COLUMNS = 8
+GALLERY_PICTURE = 56  # CSS pixels a drawing is shown at: small, on a projector too
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,66 @@ def delete_drawing(drawing_id: int) -> None:
                 st.info(f"There is no drawing #{drawing_id}.")
         except (DrawingStoreError, ValueError) as exc:
             st.error(str(exc))
+
+
+def hide_drawing(drawing_id: int, hidden: bool = True) -> None:
+    """The teacher keeps one drawing out of the gallery (it stays in the data)."""
+    if roles.teacher_only("hide drawings"):
+        try:
+            ui.drawing_store().hide(drawing_id, hidden)
+        except (DrawingStoreError, ValueError) as exc:
+            st.error(str(exc))
+
+
+def show_all() -> None:
+    if roles.teacher_only("hide drawings"):
+        try:
+            ui.drawing_store().show_all()
+        except DrawingStoreError as exc:
+            st.error(str(exc))
+
+
+def gallery(result: DrawingsResult) -> None:
+    """The teacher's gallery of the class's drawings, mistakes first: collapsed at first
+    (the page may be on the projector, and a student may have drawn anything), small (as
+    the model sees them, 28x28), and any drawing hidden from it in one click."""
+    try:
+        hidden = ui.drawing_store().hidden()
+    except DrawingStoreError as exc:
+        st.error(str(exc))
+        return
+    title = "Gallery: the drawings, mistakes first" + (f" ({len(hidden)} hidden)" if hidden else "")
+    with st.expander(title, expanded=False, icon=":material/photo_library:"):
+        digit = st.selectbox("Digit", ["all", *range(10)], key="class_digit")
+        order = [i for i in result.mistakes_first if int(result.ids[i]) not in hidden]
+        if digit != "all":
+            order = [i for i in order if result.labels[i] == digit]
+        pages = max(1, -(-len(order) // GALLERY_SIZE))
+        page = st.number_input(f"Page (of {pages})", 1, pages, 1, key="class_page") - 1
+        shown = order[page * GALLERY_SIZE:(page + 1) * GALLERY_SIZE]
+        if not shown:
+            st.caption("No drawings of this digit to show.")
+        for row in range(0, len(shown), GALLERY_COLUMNS):
+            for column, i in zip(st.columns(GALLERY_COLUMNS), shown[row:row + GALLERY_COLUMNS],
+                                 strict=False):
+                _gallery_cell(column, result, i)
+        st.caption("as the model sees them (28x28): #id drawn digit → predicted digit; "
+                   ":material/visibility_off: keeps a drawing out of the gallery (it still "
+                   "counts in the accuracy, the export and a fine-tune)")
+        if hidden:
+            st.button(f"Show the {len(hidden)} hidden again", key="class_show_all",
+                      on_click=show_all)
+
+
+def _gallery_cell(column, result: DrawingsResult, i: int) -> None:
+    drawing_id, label, predicted = int(result.ids[i]), result.labels[i], result.predicted[i]
+    wrong = predicted != label
+    caption = f"#{drawing_id} {label}→{predicted}" if wrong else f"#{drawing_id} {label} ✓"
+    column.html(plots.images_html([(result.images[i], caption)], width=GALLERY_PICTURE,
+                                  caption_colors=["#c0392b" if wrong else "#1e8449"]))
+    column.button(":material/visibility_off:", key=f"class_hide_{drawing_id}",
+                  help=f"Hide drawing #{drawing_id} from the gallery", on_click=hide_drawing,
+                  args=(drawing_id,))
 
 
 def delete_all() -> None:

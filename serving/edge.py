@@ -134,12 +134,12 @@ def same_origin(scope) -> bool:
     return netloc.lower() == _header(scope, b"host").lower() != ""
 
 
-def refuse(reason: str, visitor: Visitor | None = None) -> None:
+def refuse(reason: str, visitor: Visitor | None = None, what: str = "Refused") -> None:
     first = STATS[reason] == 0
     STATS[reason] += 1
-    # Every refusal is counted; the log says the first of each kind, then every 100th.
+    # Every one is counted; the log says the first of each kind, then every 100th.
     if first or STATS[reason] % 100 == 0:
-        log.warning("Refused %s from %s (%d so far)", reason,
+        log.warning("%s %s from %s (%d so far)", what, reason,
                     visitor.peer if visitor else "?", STATS[reason])
 
 
@@ -256,7 +256,7 @@ class Inbox:
             return None
         if kind == "rerun_script":
             if self._held is not None:
-                STATS["a rerun replaced by a newer one"] += 1
+                refuse("a rerun waiting for its turn", self.visitor, what="Merged into a newer one:")
             self._held = message  # goes on its turn (at once when the budget allows)
             return None
         return message

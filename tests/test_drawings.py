@@ -397,7 +397,8 @@ def test_a_version_1_database_is_migrated_in_place(tmp_path, mnist):
     assert old.run_ids == ["run-old"] * 5 and old.created[0] == 1000.0
     assert add_one(store, mnist, 5, visitor="10.0.0.9") == 6
     with closing_db(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert db.execute("SELECT count(*) FROM hidden").fetchone()[0] == 0
         columns = [r[1] for r in db.execute("PRAGMA table_info(drawings)")]
         indexes = {r[1] for r in db.execute("PRAGMA index_list(drawings)")}
         assert db.execute("SELECT count(*) FROM settings WHERE key = 'salt'").fetchone()[0] == 1
@@ -413,3 +414,39 @@ def test_a_database_from_a_newer_app_is_refused_clearly(tmp_path):
         db.execute("PRAGMA user_version = 99")
     with pytest.raises(DrawingStoreError, match="made by a newer version of this app"):
         DrawingStore(path).count()
+
+
+def test_a_hidden_drawing_stays_in_the_data_and_leaves_the_gallery(tmp_path, mnist):
+    store = DrawingStore(tmp_path / "drawings.db")
+    ids = [add_one(store, mnist, i) for i in range(4)]
+    store.hide(ids[1])
+    store.hide(ids[1])  # twice is once
+    store.hide(999)  # no such drawing: nothing to hide
+    assert store.hidden() == {ids[1]}
+    assert store.count() == 4 and len(store.load().labels) == 4  # still counted and trained on
+    store.hide(ids[1], hidden=False)
+    assert store.hidden() == frozenset()
+    store.hide(ids[2])
+    store.hide(ids[3])
+    assert store.show_all() == 2 and store.hidden() == frozenset()
+    store.hide(ids[0])
+    store.delete(ids[0])
+    assert store.hidden() == frozenset()  # a deleted drawing leaves no hidden mark behind
+    with pytest.raises(ValueError):
+        store.hide("1; DROP TABLE drawings")
+
+
+def test_a_version_2_database_opened_read_only_has_nothing_hidden(tmp_path, mnist):
+    path = tmp_path / "drawings.db"
+    make_version_1_database(path, mnist, 3)
+    with closing_db(path) as db:  # as version 2 of the app left it, without `hidden`
+        db.execute("ALTER TABLE drawings ADD COLUMN visitor TEXT")
+        db.execute("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("PRAGMA user_version = 2")
+        db.commit()
+    path.chmod(0o444)
+    try:
+        assert DrawingStore(path)._open_for_reading() is not None
+        assert DrawingStore(path).hidden() == frozenset()
+    finally:
+        path.chmod(0o644)

@@ -174,8 +174,10 @@ def test_class_drawings_reports_accuracy_next_to_mnist(with_trained_model, train
     assert metric(app, "Accuracy on drawings") == f"{expected:.1%}"
     assert metric(app, "Accuracy on MNIST validation") == f"{trained_run.val_accuracy:.1%}"
     assert any("the **20** drawings, with **5** held out" in m.value for m in app.markdown)
-    # The teacher's gallery: every drawing as the model sees it, its mistakes first.
-    gallery = next(h.proto.body for h in app.get("html") if "✓" in h.proto.body)
+    # The teacher's gallery: every drawing as the model sees it, its mistakes first,
+    # collapsed until the teacher opens it (the page may be on the projector).
+    assert not next(e for e in app.expander if e.label.startswith("Gallery")).proto.expanded
+    gallery = "".join(h.proto.body for h in app.get("html") if "figcaption" in h.proto.body)
     shown = [np.asarray(Image.open(io.BytesIO(base64.b64decode(s))))
              for s in re.findall(r'src="data:image/png;base64,([^"]+)"', gallery)]
     assert len(shown) == 25
@@ -187,6 +189,36 @@ def test_class_drawings_reports_accuracy_next_to_mnist(with_trained_model, train
     assert gallery.count("✓</figcaption>") == 25 - len(missed)
     next(b for b in app.button if b.label == "Delete this drawing").click().run()
     assert drawings_db.count() == 24 and metric(app, "Labelled drawings") == "24"
+
+
+def test_one_click_hides_a_drawing_from_the_gallery_not_from_the_data(with_trained_model,
+                                                                      drawings_db):
+    def gallery_ids(app) -> list[int]:
+        return [int(i) for h in app.get("html") if "figcaption" in h.proto.body
+                for i in re.findall(r"<figcaption[^>]*>#(\d+) ", h.proto.body)]
+
+    app = run_page("pages/4_Class_drawings.py")
+    first = gallery_ids(app)[0]
+    app.button(key=f"class_hide_{first}").click().run()
+    assert first not in gallery_ids(app) and len(gallery_ids(app)) == 24
+    assert metric(app, "Labelled drawings") == "25" and drawings_db.count() == 25
+    assert any(e.label.endswith("(1 hidden)") for e in app.expander)
+    app.button(key="class_show_all").click().run()
+    assert first in gallery_ids(app)
+
+
+def test_a_student_cannot_hide_a_drawing(with_trained_model, drawings_db, monkeypatch):
+    from serving import class_ui
+
+    monkeypatch.setenv("MNIST_TRUST_LOCALHOST", "0")
+    app = run_page("pages/4_Class_drawings.py")
+    assert not [b for b in app.button if b.key and b.key.startswith("class_hide_")]
+    # A crafted callback (the function the button calls) is refused where it acts.
+    errors = []
+    monkeypatch.setattr(class_ui.st, "error", errors.append)
+    class_ui.hide_drawing(1)
+    assert errors == ["Only the teacher can hide drawings."]
+    assert drawings_db.hidden() == frozenset()
 
 
 def test_class_drawings_empty_off_and_corrupt(with_trained_model, tmp_path, monkeypatch):

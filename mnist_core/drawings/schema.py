@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mnist_core.data import NUM_PIXELS
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_SECONDS = 30
 SALT_HEX_BYTES = 16  # the visitor hashes' salt: 128 random bits
 SALT = "salt"  # its key in the settings table
@@ -36,6 +36,8 @@ _MIGRATIONS = {
         "CREATE INDEX IF NOT EXISTS drawings_by_visitor ON drawings (visitor, created)",
         "CREATE INDEX IF NOT EXISTS drawings_by_time ON drawings (created)",
         "CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)"),
+    # Drawings the teacher hid from the projected gallery: kept, counted and trained on.
+    3: ("CREATE TABLE IF NOT EXISTS hidden (id INTEGER PRIMARY KEY)",),
 }
 
 
@@ -87,11 +89,16 @@ def empty_database() -> sqlite3.Connection:
 def setting(db: sqlite3.Connection, key: str, default: str | None = None) -> str | None:
     """A value of the settings table (shared by every server process), or `default`."""
     # A version-1 database opened read-only has no settings table: everything is default.
-    if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'settings'"
-                      ).fetchone():
+    if not has_table(db, "settings"):
         return default
     row = db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
     return row[0] if row else default
+
+
+def has_table(db: sqlite3.Connection, name: str) -> bool:
+    """Whether the database has this table (an older one opened read-only may not)."""
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                      (name,)).fetchone() is not None
 
 
 def new_salt() -> str:

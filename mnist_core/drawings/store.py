@@ -196,11 +196,37 @@ class DrawingStore:
         if not 0 < drawing_id <= _MAX_ID:
             return False
         with self._writing() as db:
+            db.execute("DELETE FROM hidden WHERE id = ?", (drawing_id,))
             return db.execute("DELETE FROM drawings WHERE id = ?", (drawing_id,)).rowcount == 1
 
     def delete_all(self) -> int:
         with self._writing() as db:
+            db.execute("DELETE FROM hidden")
             return db.execute("DELETE FROM drawings").rowcount
+
+    def hide(self, drawing_id: int, hidden: bool = True) -> None:
+        """Keep a drawing out of the gallery (or let it back in); it stays in the data: its
+        accuracy, exports and fine-tunes count it."""
+        drawing_id = whole(drawing_id, "drawing_id")
+        with self._writing() as db:
+            if hidden:
+                db.execute("INSERT OR IGNORE INTO hidden (id) SELECT id FROM drawings "
+                           "WHERE id = ?", (drawing_id,))
+            else:
+                db.execute("DELETE FROM hidden WHERE id = ?", (drawing_id,))
+
+    def show_all(self) -> int:
+        """Every hidden drawing back in the gallery; how many were hidden."""
+        with self._writing() as db:
+            return db.execute("DELETE FROM hidden").rowcount
+
+    def hidden(self) -> frozenset[int]:
+        """The ids of the drawings kept out of the gallery."""
+        with self._reading() as db:
+            if not schema.has_table(db, "hidden"):
+                return frozenset()
+            return frozenset(row[0] for row in db.execute(
+                "SELECT hidden.id FROM hidden JOIN drawings ON drawings.id = hidden.id"))
 
     def collecting(self) -> bool:
         """Whether new drawings are saved: the teacher's switch, shared by every server
