@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import shutil
 import socket
@@ -166,7 +167,7 @@ async def run_attack(name: str, url: str, port: int, pid: int, seconds: float) -
     times = sorted(s for _, s in drawn)
     return {"attack": name, "right": sum(ok for ok, _ in drawn), "sent": len(drawn),
             "p50": statistics.median(times) if times else float("nan"),
-            "p95": times[max(0, int(len(times) * 0.95) - 1)] if times else float("nan"),
+            "p95": times[max(0, math.ceil(len(times) * 0.95) - 1)] if times else float("nan"),
             "growth": peak[0] - before, "attacker": got}
 
 

@@ -83,7 +83,7 @@ def load_config(args: list[str]):
 
 def uvicorn_config(option, **where):
     """uvicorn's settings from Streamlit's options, as `streamlit run` sets them, plus the
-    first-request timeout."""
+    first-request timeout and a tighter bound on inbound frames."""
     import uvicorn
 
     from serving.first_request import FirstRequestTimeout
@@ -93,7 +93,9 @@ def uvicorn_config(option, **where):
     return uvicorn.Config(
         APP, **where, http=FirstRequestTimeout, ws="websockets-sansio",
         ws_ping_interval=ping, ws_ping_timeout=ping,
-        ws_max_size=int(option("server.maxMessageSize")) * 1024 * 1024,
+        # Inbound frames: none larger than Streamlit would accept, refused before they are
+        # buffered whole (`streamlit run` allows server.maxMessageSize, 8 MB, here).
+        ws_max_size=int(option("server.maxWidgetStateSize")) * 1024 * 1024,
         ws_per_message_deflate=bool(option("server.enableWebsocketCompression")),
         ssl_certfile=option("server.sslCertFile"), ssl_keyfile=option("server.sslKeyFile"),
         use_colors=False, access_log=False, log_level="info")
