@@ -25,7 +25,7 @@ from hypothesis.extra import numpy as npst
 from streamlit.testing.v1 import AppTest
 
 from mnist_core import inside, inside_plots
-from mnist_core.config import TrainConfig
+from mnist_core.config import MODELS, TrainConfig
 from mnist_core.data import IMAGE_SIZE, NUM_CLASSES, NUM_PIXELS, categorize, flatten, normalize
 from mnist_core.inside import InsideError, Perturbation, network
 from mnist_core.models import layers_of, summary
@@ -33,7 +33,6 @@ from tests import e2e
 
 REPO = Path(__file__).resolve().parent.parent
 PAGE = "pages/5_Inside_the_network.py"
-MODELS = ("seed_mlp", "cnn")
 TINY_IMAGES, TINY_BATCH = 2000, 100  # 20 batches: snapshots after 1, 2, 4, 8, 16 and 20
 TIMEOUT = 60
 
@@ -347,7 +346,8 @@ def test_input_view_pictures_decode_to_their_layers(model, mnist):
     sources = re.findall(r'src="data:image/png;base64,([^"]+)"', view.forward_html)
     sizes = [Image.open(io.BytesIO(base64.b64decode(s))).size for s in sources]
     assert sizes[0] == (IMAGE_SIZE, IMAGE_SIZE)
-    drawn = [layer for layer in net.layers[:-1] if layer.kind in ("Dense", "Conv2D", "MaxPooling2D")]
+    drawn = [layer for layer in net.layers[:-1] if layer.kind in ("Dense", "Conv2D", "MaxPooling2D")
+             or (layer.kind == "Activation" and len(layer.output_shape) == 3)]
     assert len(sizes) == 1 + len(drawn)
     assert "probability of each digit" in view.forward_html
     assert view.units_html.count("<figure") == inside_plots.TOP_UNITS
