@@ -8,7 +8,7 @@
    yields the CPU to every other process; on a shared machine the notebook at normal
    priority would take its fair share from them instead, and the ratio would measure the
    machine's other load rather than the two fits.
-3. With `--cnn`: the fast CNN's recipe (`TrainConfig.fast_cnn()`) against the keras-io CNN
+3. With `--cnn`, instead of the two: the fast CNN's recipe (`TrainConfig.fast_cnn()`) against the keras-io CNN
    trained to the same accuracy (batch 128, Adam 0.002 with the app's schedule, up to 15
    epochs), both through the worker: the time each took to first reach the fast CNN's final
    validation accuracy (fit seconds, epoch by epoch, validation included).
@@ -141,13 +141,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="the app's precision (float32: as on a CPU without bfloat16)")
     parser.add_argument("--cnn", action="store_true",
-                        help="also the fast CNN against the keras-io CNN (minutes)")
+                        help="the fast CNN against the keras-io CNN instead (minutes)")
     args = parser.parse_args(argv)
     priority = lower_priority()  # before TensorFlow starts its threads: they inherit it
     print(f"both fits at {priority}; {load()}", flush=True)
-    mlp_against_notebook(args.precision, args.repeats)
     if args.cnn:
         fast_cnn_against_keras_cnn(args.precision, args.repeats)
+    else:
+        mlp_against_notebook(args.precision, args.repeats)
 
 
 if __name__ == "__main__":

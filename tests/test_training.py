@@ -320,7 +320,8 @@ def test_fast_cnn_trains_saves_and_is_served_the_same_by_onnx_and_inside(tmp_pat
     from mnist_core.training.fit import load_keras_model
 
     trainer = Trainer(tmp_path)
-    config = replace(TrainConfig.fast_cnn(), epochs=1, train_size=3000)
+    # 47 steps: enough for the batch norms' moving statistics (momentum 0.9) to settle.
+    config = replace(TrainConfig.fast_cnn(), epochs=1, train_size=3000, batch_size=64)
     run_id = trainer.start(config).run_id
     snap = trainer.wait(timeout=300)
     assert snap.state == "finished", snap.error

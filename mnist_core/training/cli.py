@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the notebook's own settings: batch 32, RMSprop 0.001, float32")
     parser.add_argument("--drawing", action="store_true",
                         help="the model for drawing (Draw's 'Train the default model'): "
-                             "8 epochs, --augment and --pen-strokes")
+                             "the fast_cnn recipe with --augment and --pen-strokes")
     parser.add_argument("--choose", action="store_true",
                         help="make the new run the Draw page's model when it finishes (else a "
                              "run from the command line is used only once the teacher chooses "
