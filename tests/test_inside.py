@@ -29,6 +29,7 @@ from mnist_core.config import MODELS, TrainConfig
 from mnist_core.data import IMAGE_SIZE, NUM_CLASSES, NUM_PIXELS, categorize, flatten, normalize
 from mnist_core.inside import InsideError, Perturbation, network
 from mnist_core.models import layers_of, summary
+from mnist_core.runs.store import ModelStore
 from tests import e2e
 
 REPO = Path(__file__).resolve().parent.parent
@@ -669,7 +670,9 @@ def test_page_starts_from_the_last_drawing_on_draw(with_runs, mnist):
     x = normalize(flatten(mnist.x_valid[12:13]))  # (1, 784), as the Draw page stores it
     app = run_page(session={"draw_last_x": x})
     assert app.radio(key="inside_source").value == "My last drawing on Draw"
-    current = max(ids.values())  # the newest finished run is the one Draw uses
+    # The run Draw uses: the newest healthy one (a 20-batch fast_cnn is not yet: its batch
+    # norms' moving statistics have not caught up with its weights).
+    current = ModelStore(models_dir).current().run_id
     assert prediction(app) == numpy_prediction(models_dir, current, x)
 
 
