@@ -66,6 +66,9 @@ def test_each_model_has_a_recipe_and_the_cli_starts_from_it():
     given = config_from_args(parse_args(["--model", "fast_cnn", "--learning-rate", "0.01",
                                          "--epochs", "3", "--no-lr-schedule"]))
     assert (given.learning_rate, given.epochs, given.lr_schedule) == (0.01, 3, False)
+    assert given.augment and not config_from_args(parse_args(["--model", "fast_cnn",
+                                                              "--no-augment"])).augment
+    assert config_from_args(parse_args(["--augment"])).augment
     drawing = config_from_args(parse_args(["--drawing"]))
     expected = TrainConfig.for_drawing()
     assert (drawing.model, drawing.epochs, drawing.learning_rate, drawing.augment,

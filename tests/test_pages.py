@@ -139,6 +139,7 @@ def test_train_picking_the_fast_cnn_loads_its_recipe_and_its_code(models_dir):
     recipe = TrainConfig.fast_cnn()
     assert app.number_input(key="train_learning_rate").value == recipe.learning_rate
     assert app.slider(key="train_epochs").value == recipe.epochs
+    assert app.checkbox(key="train_augment").value is True
     assert any(f"Total parameters: **{count_params('fast_cnn'):,}**" in m.value
                for m in app.markdown)
     code = app.expander[0].code[0].value

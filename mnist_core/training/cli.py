@@ -48,9 +48,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     bounded("train_size", int, "how many training images to use")
     bounded("seed", int, "random seed")
     parser.add_argument("--precision", choices=PRECISIONS, default=defaults.precision)
-    parser.add_argument("--augment", action="store_true",
-                        help="a mild random rotation, scale, slant and shift of every image")
-    parser.add_argument("--pen-strokes", action="store_true",
+    parser.add_argument("--augment", action="store_true", default=None,
+                        help="a mild random rotation, scale, slant and shift of every image "
+                             "(fast_cnn's recipe has it)")
+    parser.add_argument("--no-augment", dest="augment", action="store_false",
+                        help="train on the images as they are")
+    parser.add_argument("--pen-strokes", action="store_true", default=None,
                         help="redraw half of each batch with a pen along each digit's skeleton")
     parser.add_argument("--notebook", action="store_true",
                         help="the notebook's own settings: batch 32, RMSprop 0.001, float32")
