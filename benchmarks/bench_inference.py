@@ -1,11 +1,14 @@
 """Canvas drawing to probabilities in the server process, alone and from many threads.
 
     python -m benchmarks.bench_inference [models dir]
+    python -m benchmarks.bench_inference MODELS_DIR RUN_ID RUN_ID ...   # models side by side
 
 Uses the current run of the models folder (train one first: python -m mnist_core.train).
 Reports median and p95 of: the model call alone (ONNX Runtime), the whole path from a
 280x280 RGBA canvas (MNIST steps + model), the same from 8 threads at once, and, for
-comparison, the notebook's `model.predict` on one image.
+comparison, the notebook's `model.predict` on one image. Given run ids, it times only the
+first two for each run, interleaved (each call of one run next to the same call of the
+others), and prints each run's median as a ratio of the first run's.
 """
 
 import statistics
@@ -43,7 +46,37 @@ def percentiles(times: list[float]) -> str:
     return f"median {statistics.median(ms):.3f} ms   p95 {ms[int(0.95 * (len(ms) - 1))]:.3f} ms"
 
 
-def main(models_dir: str | None = None) -> None:
+def compare(models_dir: str, run_ids: list[str]) -> None:
+    """The model call and the canvas path of each run, interleaved, as ratios of the first."""
+    store = ModelStore(models_dir)
+    runs = [store.get(run_id) for run_id in run_ids]
+    classifiers = [Classifier(run.onnx_path) for run in runs]
+    images = canvases(50)
+    xs = [mnist_steps(image).x for image in images]
+    model_times = [[] for _ in runs]
+    full_times = [[] for _ in runs]
+    for i in range(CALLS + 20):
+        for classifier, model_t, full_t in zip(classifiers, model_times, full_times, strict=True):
+            start = time.perf_counter()
+            classifier.predict_proba(xs[i % len(xs)])
+            model_t.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            classifier.predict_proba(mnist_steps(images[i % len(images)]).x)
+            full_t.append(time.perf_counter() - start)
+    base_model = statistics.median(model_times[0][20:])
+    base_full = statistics.median(full_times[0][20:])
+    for run, model_t, full_t in zip(runs, model_times, full_times, strict=True):
+        print(f"{run.run_id} ({run.config.model})")
+        print(f"  model call only:   {percentiles(model_t[20:])}   "
+              f"{statistics.median(model_t[20:]) / base_model:.2f}x the first")
+        print(f"  canvas -> probabilities: {percentiles(full_t[20:])}   "
+              f"{statistics.median(full_t[20:]) / base_full:.2f}x the first")
+
+
+def main(models_dir: str | None = None, *run_ids: str) -> None:
+    if run_ids:
+        compare(models_dir, list(run_ids))
+        return
     run = ModelStore(models_dir).current()
     if run is None:
         raise SystemExit("No trained model: python -m mnist_core.train")

@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_inside [models dir]
 
-For the MLP and the CNN: the newest run of that model in the models folder that has a
+For every model (`config.MODELS`): the newest run of that model in the models folder that has a
 `weights.npz` (else the same architecture with random weights: the arithmetic is the same).
 Over 100 validation digits, each slightly changed as by the page's sliders, it times what the
 page computes for a new input, uncached: the change itself, the forward pass with its
@@ -18,13 +18,13 @@ import time
 import numpy as np
 
 from mnist_core import inside, inside_plots
+from mnist_core.config import MODELS
 from mnist_core.data import normalize, read_mnist
 from mnist_core.models import layers_of
 from mnist_core.runs.store import ModelStore
 
 INPUTS = 100
 WARMUP = 5
-MODELS = ("seed_mlp", "cnn")
 
 
 def network(store: ModelStore, model: str) -> tuple[inside.Network, str]:

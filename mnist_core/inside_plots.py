@@ -148,8 +148,10 @@ def layer_figure(layer: NetLayer, output: np.ndarray) -> str | None:
         return figure(grid, f"{layer.name} · {len(output)} units",
                       f"{active} of {len(output)} units active; the {len(marked)} strongest "
                       f"framed in light blue", width=grid.shape[1], alt=f"activations of {layer.name}")
-    if layer.kind in ("Conv2D", "MaxPooling2D"):
-        what = "feature maps" if layer.kind == "Conv2D" else "pooled 2x2 → half size"
+    if layer.kind in ("Conv2D", "MaxPooling2D") or (
+            layer.kind == "Activation" and len(layer.output_shape) == 3):
+        what = {"Conv2D": "feature maps", "MaxPooling2D": "pooled 2x2 → half size",
+                "Activation": f"after {layer.activation}"}[layer.kind]
         return figure(feature_maps(output), f"{layer.name} · {shape}",
                       f"{output.shape[-1]} {what}", width=230,
                       alt=f"feature maps of {layer.name}")
@@ -176,7 +178,7 @@ def forward_html(layers: list[NetLayer], trace: Trace, probabilities_html: str) 
         f'<figcaption style="{MUTED};margin-top:4px">10 probabilities adding up to 1'
         f'</figcaption></figure>')
     note = (f'<div style="{MUTED};margin-top:6px">Not drawn: {escape(", ".join(skipped))} '
-            f'(they reshape the numbers, or do nothing when predicting).</div>') if skipped else ""
+            f'(they reshape or rescale the numbers, or do nothing when predicting).</div>') if skipped else ""
     return row(parts, arrows=True) + note
 
 

@@ -40,6 +40,13 @@ def use_notebook_settings() -> None:
             st.session_state[f"train_{name}"] = value
 
 
+def use_model_recipe() -> None:
+    """Picking a model loads the settings it trains best with (TrainConfig.recipe)."""
+    for name, value in TrainConfig.recipe(st.session_state.train_model).to_dict().items():
+        if name not in NOT_SETTINGS:
+            st.session_state[f"train_{name}"] = value
+
+
 def settings_panel() -> TrainConfig:
     """The teacher's settings; their bounds are TrainConfig's."""
     for name, value in TrainConfig().to_dict().items():
@@ -48,7 +55,8 @@ def settings_panel() -> TrainConfig:
     st.subheader("Settings")
     st.button("Use the notebook's settings (batch 32, RMSprop)", on_click=use_notebook_settings,
               help="The workshop notebook's exact fit: slower, same network")
-    model = st.selectbox("Model", MODELS, key="train_model", format_func=MODEL_LABELS.get)
+    model = st.selectbox("Model", MODELS, key="train_model", format_func=MODEL_LABELS.get,
+                         on_change=use_model_recipe)
     left, right = st.columns(2)
     values = dict(
         model=model,

@@ -52,3 +52,25 @@ def test_dict_round_trip_ignores_unknown_keys():
 def test_steps_per_epoch_rounds_up():
     assert TrainConfig(batch_size=512).steps_per_epoch() == 118
     assert TrainConfig(batch_size=4096, train_size=1000).steps_per_epoch() == 1
+
+
+def test_each_model_has_a_recipe_and_the_cli_starts_from_it():
+    from mnist_core.training.cli import config_from_args, parse_args
+
+    assert TrainConfig.recipe("seed_mlp") == TrainConfig()
+    assert TrainConfig.recipe("cnn") == TrainConfig(model="cnn")
+    fast = TrainConfig.recipe("fast_cnn", origin="train_page")
+    assert (fast.model, fast.learning_rate, fast.origin) == ("fast_cnn", 0.005, "train_page")
+    assert config_from_args(parse_args([])) == TrainConfig()
+    assert config_from_args(parse_args(["--model", "fast_cnn"])) == TrainConfig.fast_cnn()
+    given = config_from_args(parse_args(["--model", "fast_cnn", "--learning-rate", "0.01",
+                                         "--epochs", "3", "--no-lr-schedule"]))
+    assert (given.learning_rate, given.epochs, given.lr_schedule) == (0.01, 3, False)
+    assert given.augment and not config_from_args(parse_args(["--model", "fast_cnn",
+                                                              "--no-augment"])).augment
+    assert config_from_args(parse_args(["--augment"])).augment
+    drawing = config_from_args(parse_args(["--drawing"]))
+    expected = TrainConfig.for_drawing()
+    assert (drawing.model, drawing.epochs, drawing.learning_rate, drawing.augment,
+            drawing.pen_strokes) == (expected.model, expected.epochs, expected.learning_rate,
+                                     expected.augment, expected.pen_strokes)

@@ -25,15 +25,15 @@ from hypothesis.extra import numpy as npst
 from streamlit.testing.v1 import AppTest
 
 from mnist_core import inside, inside_plots
-from mnist_core.config import TrainConfig
+from mnist_core.config import MODELS, TrainConfig
 from mnist_core.data import IMAGE_SIZE, NUM_CLASSES, NUM_PIXELS, categorize, flatten, normalize
 from mnist_core.inside import InsideError, Perturbation, network
 from mnist_core.models import layers_of, summary
+from mnist_core.runs.store import ModelStore
 from tests import e2e
 
 REPO = Path(__file__).resolve().parent.parent
 PAGE = "pages/5_Inside_the_network.py"
-MODELS = ("seed_mlp", "cnn")
 TINY_IMAGES, TINY_BATCH = 2000, 100  # 20 batches: snapshots after 1, 2, 4, 8, 16 and 20
 TIMEOUT = 60
 
@@ -347,7 +347,8 @@ def test_input_view_pictures_decode_to_their_layers(model, mnist):
     sources = re.findall(r'src="data:image/png;base64,([^"]+)"', view.forward_html)
     sizes = [Image.open(io.BytesIO(base64.b64decode(s))).size for s in sources]
     assert sizes[0] == (IMAGE_SIZE, IMAGE_SIZE)
-    drawn = [layer for layer in net.layers[:-1] if layer.kind in ("Dense", "Conv2D", "MaxPooling2D")]
+    drawn = [layer for layer in net.layers[:-1] if layer.kind in ("Dense", "Conv2D", "MaxPooling2D")
+             or (layer.kind == "Activation" and len(layer.output_shape) == 3)]
     assert len(sizes) == 1 + len(drawn)
     assert "probability of each digit" in view.forward_html
     assert view.units_html.count("<figure") == inside_plots.TOP_UNITS
@@ -527,7 +528,7 @@ def test_snapshots_are_written_at_log_spaced_steps_and_epoch_ends(fitted, mnist,
         assert len(last.units) == inside.SNAPSHOT_UNITS
     else:
         expected = kernel[:, :, 0, :].transpose(2, 0, 1)
-        assert list(last.units) == list(range(32))
+        assert list(last.units) == list(range(kernel.shape[-1]))  # every filter
     np.testing.assert_allclose(last.weights, expected, atol=1e-3, rtol=1e-2)
     predicted = keras_net.predict(normalize(flatten(sample.images)), verbose=0)
     np.testing.assert_allclose(last.probabilities, predicted, atol=2e-3)
@@ -669,7 +670,9 @@ def test_page_starts_from_the_last_drawing_on_draw(with_runs, mnist):
     x = normalize(flatten(mnist.x_valid[12:13]))  # (1, 784), as the Draw page stores it
     app = run_page(session={"draw_last_x": x})
     assert app.radio(key="inside_source").value == "My last drawing on Draw"
-    current = max(ids.values())  # the newest finished run is the one Draw uses
+    # The run Draw uses: the newest healthy one (a 20-batch fast_cnn is not yet: its batch
+    # norms' moving statistics have not caught up with its weights).
+    current = ModelStore(models_dir).current().run_id
     assert prediction(app) == numpy_prediction(models_dir, current, x)
 
 

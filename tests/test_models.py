@@ -5,14 +5,14 @@ from __future__ import annotations
 import keras
 import pytest
 
-from mnist_core.config import TrainConfig
+from mnist_core.config import MODELS, TrainConfig
 from mnist_core.models import count_params, keras_code, summary
 from mnist_core.training.fit import build_model
 
 pytestmark = pytest.mark.unit
 
 
-@pytest.mark.parametrize("name", ["seed_mlp", "cnn"])
+@pytest.mark.parametrize("name", MODELS)
 def test_summary_matches_keras(name):
     keras.backend.clear_session()  # layer names count from zero again, as in a fresh notebook
     model = build_model(name)
@@ -34,6 +34,7 @@ def test_seed_mlp_is_the_notebooks_network():
 @pytest.mark.parametrize("config", [
     TrainConfig(), TrainConfig(model="cnn", optimizer="sgd", lr_schedule=False, train_size=5000),
     TrainConfig.notebook(), TrainConfig(augment=True, epochs=2), TrainConfig.for_drawing(),
+    TrainConfig.fast_cnn(),
 ])
 def test_keras_code_builds_the_same_model_and_optimizer(config):
     code = keras_code(config)

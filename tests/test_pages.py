@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from mnist_core.config import BOUNDS
+from mnist_core.config import BOUNDS, TrainConfig
 
 pytestmark = pytest.mark.apptest
 
@@ -129,6 +129,22 @@ def test_train_notebook_button_sets_the_notebook_settings(models_dir):
     assert app.selectbox(key="train_optimizer").value == "rmsprop"
     code = app.expander[0].code[0].value if app.expander[0].code else ""
     assert "batch_size=32" in code and "RMSprop(learning_rate=0.001)" in code
+
+
+def test_train_picking_the_fast_cnn_loads_its_recipe_and_its_code(models_dir):
+    from mnist_core.models import count_params
+
+    app = run_page("pages/2_Train.py")
+    app.selectbox(key="train_model").set_value("fast_cnn").run()
+    recipe = TrainConfig.fast_cnn()
+    assert app.number_input(key="train_learning_rate").value == recipe.learning_rate
+    assert app.slider(key="train_epochs").value == recipe.epochs
+    assert app.checkbox(key="train_augment").value is True
+    assert any(f"Total parameters: **{count_params('fast_cnn'):,}**" in m.value
+               for m in app.markdown)
+    code = app.expander[0].code[0].value
+    assert "layers.BatchNormalization(momentum=0.9)" in code
+    assert f"warmup_target={recipe.learning_rate!r}" in code
 
 
 def test_draw_without_a_model_offers_training(models_dir):

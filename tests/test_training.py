@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -309,6 +310,34 @@ def test_cnn_trains_and_serves_the_same_predictions(tmp_path, mnist):
     keras_probabilities = load_keras_model(run.keras_path).predict(x, verbose=0)
     np.testing.assert_allclose(Classifier(run.onnx_path).predict_proba(x), keras_probabilities,
                                atol=1e-5)
+
+
+def test_fast_cnn_trains_saves_and_is_served_the_same_by_onnx_and_inside(tmp_path, mnist):
+    """The fast CNN's recipe through the worker (tiny: one epoch of 3000 images): its batch
+    normalisation is saved, served by ONNX Runtime and run by the Inside page's numpy."""
+    from mnist_core import inside
+    from mnist_core.models import count_params
+    from mnist_core.training.fit import load_keras_model
+
+    trainer = Trainer(tmp_path)
+    # 47 steps: enough for the batch norms' moving statistics (momentum 0.9) to settle.
+    config = replace(TrainConfig.fast_cnn(), epochs=1, train_size=3000, batch_size=64)
+    run_id = trainer.start(config).run_id
+    snap = trainer.wait(timeout=300)
+    assert snap.state == "finished", snap.error
+    run = ModelStore(tmp_path).get(run_id)
+    assert run.record.config.model == "fast_cnn" and run.val_accuracy > 0.7
+    assert run.record.params == count_params("fast_cnn")
+    x = normalize(flatten(mnist.x_valid[:500]))
+    keras_model = load_keras_model(run.keras_path)
+    moving_means = [layer.moving_mean for layer in keras_model.layers
+                    if type(layer).__name__ == "BatchNormalization"]
+    assert len(moving_means) == 3 and all(np.abs(m).max() > 0 for m in moving_means)
+    keras_probabilities = keras_model.predict(x, verbose=0)
+    np.testing.assert_allclose(Classifier(run.onnx_path).predict_proba(x), keras_probabilities,
+                               atol=1e-5)
+    net = inside.load_network(run.path / inside.WEIGHTS_FILE)
+    np.testing.assert_allclose(net.predict_proba(x), keras_probabilities, atol=1e-4)
 
 
 @pytest.mark.unit

@@ -19,19 +19,26 @@ from pathlib import Path
 import numpy as np
 
 from mnist_core.data import NUM_CLASSES, NUM_PIXELS
+from mnist_core.inside.checks import (
+    NORM_ARRAYS,
+    SUPPORTED,
+    check_settings,
+    checked_array,
+    norm_scale_shift,
+    output_shape,
+    pair,
+)
 from mnist_core.inside.files import InsideError, read_npz
 from mnist_core.models import Layer
 
 LAYERS_KEY = "layers.json"  # the layer list, as JSON text
 MAX_WEIGHTS_BYTES = 64 * 2**20  # the notebook's MLP is 2.7 MB; 64 MB is a generous bound
 
-SUPPORTED = ("Reshape", "Dense", "Conv2D", "MaxPooling2D", "Flatten", "Dropout")
-ACTIVATIONS = ("linear", "relu", "sigmoid", "tanh", "softmax")
 # The Keras settings kept per layer; anything else in a layer's config does not change
 # what it computes at inference (names, initializers, regularizers).
 KEPT_SETTINGS = ("units", "activation", "use_bias", "filters", "kernel_size", "strides",
                  "padding", "data_format", "dilation_rate", "groups", "pool_size",
-                 "target_shape", "rate")
+                 "target_shape", "rate", "epsilon", "center", "scale")
 
 
 def weight_key(index: int, kind: str, name: str) -> str:
@@ -51,6 +58,9 @@ class NetLayer:
     output_shape: tuple
     kernel: np.ndarray | None = None  # Dense (in, units); Conv2D (kh, kw, in_channels, filters)
     bias: np.ndarray | None = None
+    # BatchNormalization when predicting: x * scale + shift, per channel, (channels,) each.
+    scale: np.ndarray | None = None
+    shift: np.ndarray | None = None
 
     @property
     def activation(self) -> str:
@@ -59,7 +69,7 @@ class NetLayer:
     @property
     def strides(self) -> tuple[int, int]:
         default = self.settings.get("pool_size", (1, 1))
-        return _pair(self.settings.get("strides") or default)
+        return pair(self.settings.get("strides") or default)
 
 
 @dataclass
@@ -101,19 +111,25 @@ class Network:
                 raise InsideError(f"{where}: this kind of layer is not supported "
                                   f"(supported: {', '.join(SUPPORTED)})")
             settings = {k: v for k, v in spec.kwargs.items() if k in KEPT_SETTINGS}
-            _check_settings(settings, where)
-            kernel = bias = None
+            check_settings(settings, where)
+            kernel = bias = scale = shift = None
+            if spec.kind == "BatchNormalization":
+                keys = [weight_key(index, spec.kind, name) for name in NORM_ARRAYS]
+                expected_keys.update(keys)
+                scale, shift = norm_scale_shift(settings, [checked_array(arrays, key, where) for key in keys],
+                                     shape, where)
             if spec.kind in ("Dense", "Conv2D"):
-                kernel = _array(arrays, weight_key(index, spec.kind, "kernel"), where)
+                kernel = checked_array(arrays, weight_key(index, spec.kind, "kernel"), where)
                 expected_keys.add(weight_key(index, spec.kind, "kernel"))
                 if settings.get("use_bias", True):
-                    bias = _array(arrays, weight_key(index, spec.kind, "bias"), where)
+                    bias = checked_array(arrays, weight_key(index, spec.kind, "bias"), where)
                     expected_keys.add(weight_key(index, spec.kind, "bias"))
-            out = _output_shape(spec.kind, settings, shape, kernel, bias, where)
+            out = output_shape(spec.kind, settings, shape, kernel, bias, where)
             base = _keras_name(spec.kind)
             counts[base] = counts.get(base, 0) + 1
             name = base if counts[base] == 1 else f"{base}_{counts[base] - 1}"
-            layers.append(NetLayer(index, spec.kind, name, settings, shape, out, kernel, bias))
+            layers.append(NetLayer(index, spec.kind, name, settings, shape, out, kernel, bias,
+                                   scale, shift))
             shape = out
         if shape != (NUM_CLASSES,):
             raise InsideError(f"{source}: the last layer gives shape {shape}, "
@@ -197,90 +213,26 @@ def random_network(model: str, specs: list[Layer], seed: int = 0) -> Network:
         if spec.kind == "Dense":
             kernel_shape = (int(np.prod(shape)), kw["units"])
         elif spec.kind == "Conv2D":
-            kernel_shape = (*_pair(kw["kernel_size"]), shape[-1], kw["filters"])
+            kernel_shape = (*pair(kw["kernel_size"]), shape[-1], kw["filters"])
         else:
             kernel_shape = None
+        if spec.kind == "BatchNormalization":  # statistics as a few batches would leave them
+            channels = shape[-1]
+            for name, low, high in zip(NORM_ARRAYS, (0.5, -0.1, -0.1, 0.5), (1.5, 0.1, 0.1, 2.0),
+                                       strict=True):
+                arrays[weight_key(index, spec.kind, name)] = (
+                    rng.uniform(low, high, channels).astype(np.float32))
         if kernel_shape is not None:
             fan_in = int(np.prod(kernel_shape[:-1]))
             arrays[weight_key(index, spec.kind, "kernel")] = (
                 rng.normal(0, math.sqrt(2 / fan_in), kernel_shape).astype(np.float32))
-            arrays[weight_key(index, spec.kind, "bias")] = (
-                rng.normal(0, 0.01, kernel_shape[-1]).astype(np.float32))
+            if kw.get("use_bias", True):
+                arrays[weight_key(index, spec.kind, "bias")] = (
+                    rng.normal(0, 0.01, kernel_shape[-1]).astype(np.float32))
         settings = {k: v for k, v in kw.items() if k in KEPT_SETTINGS}
-        shape = _output_shape(spec.kind, settings, shape, arrays.get(weight_key(
+        shape = output_shape(spec.kind, settings, shape, arrays.get(weight_key(
             index, spec.kind, "kernel")), arrays.get(weight_key(index, spec.kind, "bias")), "")
     return Network.from_arrays(model, specs, arrays, source=f"random {model}")
-
-
-def _array(arrays: dict, key: str, where: str) -> np.ndarray:
-    if key not in arrays:
-        raise InsideError(f"{where}: the array {key} is missing")
-    value = arrays[key]
-    if value.dtype.kind != "f":
-        raise InsideError(f"{where}: {key} is {value.dtype}, not floating point")
-    with np.errstate(over="ignore"):  # too large for float32: inf, refused just below
-        value = value.astype(np.float32)
-    if not np.isfinite(value).all():
-        raise InsideError(f"{where}: {key} holds NaN or infinite values")
-    value.setflags(write=False)  # shared by every visitor's thread
-    return value
-
-
-def _check_settings(settings: dict, where: str) -> None:
-    activation = settings.get("activation", "linear")
-    if activation not in ACTIVATIONS:
-        raise InsideError(f"{where}: activation {activation!r} is not supported")
-    if settings.get("data_format") not in (None, "channels_last"):
-        raise InsideError(f"{where}: only channels_last images are supported")
-    if settings.get("padding", "valid") not in ("valid", "same"):
-        raise InsideError(f"{where}: padding {settings['padding']!r} is not supported")
-    if _pair(settings.get("dilation_rate", 1)) != (1, 1) or settings.get("groups", 1) != 1:
-        raise InsideError(f"{where}: dilated or grouped convolutions are not supported")
-
-
-def _output_shape(kind: str, settings: dict, shape: tuple, kernel, bias, where: str) -> tuple:
-    """The layer's output shape for input `shape`, after checking its arrays against it."""
-    if kind == "Dense":
-        if len(shape) != 1 or kernel.shape != (shape[0], settings.get("units", kernel.shape[-1])):
-            raise InsideError(f"{where}: kernel shape {kernel.shape} does not fit input {shape}")
-        _check_bias(bias, kernel.shape[-1], where)
-        return (kernel.shape[1],)
-    if kind == "Conv2D":
-        if len(shape) != 3 or kernel.ndim != 4 or kernel.shape[2] != shape[2] or (
-                kernel.shape[:2] != _pair(settings.get("kernel_size", kernel.shape[:2]))) or (
-                kernel.shape[3] != settings.get("filters", kernel.shape[3])):
-            raise InsideError(f"{where}: kernel shape {kernel.shape} does not fit input {shape}")
-        _check_bias(bias, kernel.shape[-1], where)
-        (sh, sw), (kh, kw) = _pair(settings.get("strides", 1)), kernel.shape[:2]
-        if settings.get("padding", "valid") == "same":
-            return (-(-shape[0] // sh), -(-shape[1] // sw), kernel.shape[3])
-        return ((shape[0] - kh) // sh + 1, (shape[1] - kw) // sw + 1, kernel.shape[3])
-    if kind == "MaxPooling2D":
-        pool = _pair(settings.get("pool_size", 2))
-        if len(shape) != 3 or _pair(settings.get("strides") or pool) != pool or (
-                settings.get("padding", "valid") != "valid"):
-            raise InsideError(f"{where}: only non-overlapping valid pooling of images is supported")
-        return (shape[0] // pool[0], shape[1] // pool[1], shape[2])
-    if kind == "Reshape":
-        target = tuple(int(d) for d in settings.get("target_shape", ()))
-        if math.prod(target) != math.prod(shape):
-            raise InsideError(f"{where}: cannot reshape {shape} to {target}")
-        return target
-    if kind == "Flatten":
-        return (math.prod(shape),)
-    return shape  # Dropout
-
-
-def _check_bias(bias, size: int, where: str) -> None:
-    if bias is not None and bias.shape != (size,):
-        raise InsideError(f"{where}: bias shape {bias.shape}, expected ({size},)")
-
-
-def _pair(value) -> tuple[int, int]:
-    if isinstance(value, (int, np.integer)):
-        return int(value), int(value)
-    first, second = value
-    return int(first), int(second)
 
 
 def _plain(value):
@@ -289,7 +241,8 @@ def _plain(value):
 
 
 def _keras_name(kind: str) -> str:
-    return {"Conv2D": "conv2d", "MaxPooling2D": "max_pooling2d"}.get(kind, kind.lower())
+    return {"Conv2D": "conv2d", "MaxPooling2D": "max_pooling2d",
+            "BatchNormalization": "batch_normalization"}.get(kind, kind.lower())
 
 
 def _linear(layer: NetLayer, h: np.ndarray) -> np.ndarray:
@@ -307,7 +260,9 @@ def _linear(layer: NetLayer, h: np.ndarray) -> np.ndarray:
         return np.maximum.reduce(_pool_windows(layer, h))
     if layer.kind in ("Reshape", "Flatten"):
         return h.reshape(n, *layer.output_shape)
-    return h  # Dropout: identity when predicting
+    if layer.kind == "BatchNormalization":
+        return h * layer.scale + layer.shift
+    return h  # Dropout: identity when predicting; Activation: only its activation
 
 
 def _linear_backward(layer: NetLayer, grad: np.ndarray, layer_input: np.ndarray) -> np.ndarray:
@@ -337,7 +292,9 @@ def _linear_backward(layer: NetLayer, grad: np.ndarray, layer_input: np.ndarray)
             taken |= first
             out[:, k // pw:oh * ph:ph, k % pw:ow * pw:pw] = grad * first
         return out
-    return grad.reshape(n, *layer.input_shape)  # Reshape, Flatten, Dropout
+    if layer.kind == "BatchNormalization":
+        return grad * layer.scale
+    return grad.reshape(n, *layer.input_shape)  # Reshape, Flatten, Dropout, Activation
 
 
 def _pool_windows(layer: NetLayer, h: np.ndarray) -> list[np.ndarray]:

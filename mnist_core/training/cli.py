@@ -18,6 +18,8 @@ from mnist_core.runs.store import ActionRefused, ModelStore
 from mnist_core.training.supervisor import JobRefused, StartFailed, Trainer
 
 BAR_WIDTH = 30
+# What --drawing takes from TrainConfig.for_drawing(); the rest stays as given.
+DRAWING_SETTINGS = ("model", "epochs", "learning_rate", "augment", "pen_strokes")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -25,10 +27,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 
     def bounded(name: str, kind: type, help_text: str) -> None:
+        # No default here: what is not given comes from the model's recipe (config_from_args).
         low, high = BOUNDS[name]
+        default, fast = getattr(defaults, name), getattr(TrainConfig.fast_cnn(), name)
         parser.add_argument(
-            f"--{name.replace('_', '-')}", type=kind, default=getattr(defaults, name),
-            help=f"{help_text} ({low} to {high}; default %(default)s)",
+            f"--{name.replace('_', '-')}", type=kind, default=None,
+            help=f"{help_text} ({low} to {high}; default {default}"
+                 f"{f', {fast} for fast_cnn' if fast != default else ''})",
         )
 
     parser.add_argument("--model", choices=MODELS, default=defaults.model)
@@ -43,15 +48,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     bounded("train_size", int, "how many training images to use")
     bounded("seed", int, "random seed")
     parser.add_argument("--precision", choices=PRECISIONS, default=defaults.precision)
-    parser.add_argument("--augment", action="store_true",
-                        help="a mild random rotation, scale, slant and shift of every image")
-    parser.add_argument("--pen-strokes", action="store_true",
+    parser.add_argument("--augment", action="store_true", default=None,
+                        help="a mild random rotation, scale, slant and shift of every image "
+                             "(fast_cnn's recipe has it)")
+    parser.add_argument("--no-augment", dest="augment", action="store_false",
+                        help="train on the images as they are")
+    parser.add_argument("--pen-strokes", action="store_true", default=None,
                         help="redraw half of each batch with a pen along each digit's skeleton")
     parser.add_argument("--notebook", action="store_true",
                         help="the notebook's own settings: batch 32, RMSprop 0.001, float32")
     parser.add_argument("--drawing", action="store_true",
                         help="the model for drawing (Draw's 'Train the default model'): "
-                             "8 epochs, --augment and --pen-strokes")
+                             "the fast_cnn recipe with --augment and --pen-strokes")
     parser.add_argument("--choose", action="store_true",
                         help="make the new run the Draw page's model when it finishes (else a "
                              "run from the command line is used only once the teacher chooses "
@@ -64,12 +72,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    values = {k: v for k, v in vars(args).items()
-              if k not in ("notebook", "drawing", "models_dir", "stop", "choose")}
-    values["origin"] = "cli"
+    given = {k: v for k, v in vars(args).items() if v is not None
+             and k not in ("notebook", "drawing", "models_dir", "stop", "choose")}
+    values = {**TrainConfig.recipe(args.model).to_dict(), **given, "origin": "cli"}
     if args.drawing:
         drawing = TrainConfig.for_drawing().to_dict()
-        values.update({k: drawing[k] for k in ("epochs", "augment", "pen_strokes")})
+        values.update({k: drawing[k] for k in DRAWING_SETTINGS})
     if args.notebook:
         notebook = TrainConfig.notebook().to_dict()
         values.update({k: notebook[k] for k in
