@@ -101,6 +101,27 @@ def uvicorn_config(option, **where):
         use_colors=False, access_log=False, log_level="info")
 
 
+def with_port(args: list[str], port: int) -> list[str]:
+    """Streamlit's options with the port the launcher bound (the join address shows it, and
+    0 asked for any)."""
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--server.port":
+            skip = True
+        elif not arg.startswith("--server.port="):
+            kept.append(arg)
+    return [*kept, "--server.port", str(port)]
+
+
+def child_commands(fds: list[int], args: list[str], port: int) -> list[list[str]]:
+    """The command of each server process: its listening socket's descriptor and index,
+    and Streamlit's options with the port."""
+    return [[sys.executable, "-m", "serving.launch", "--child", str(fd), str(index),
+             *with_port(args, port)] for index, fd in enumerate(fds)]
+
+
 def listening_sockets(address: str | None, port: int, processes: int) -> list[socket.socket]:
     """One socket, or `processes` sockets steered by visitor address (Linux). Raises
     OSError, with a sentence when the port is taken."""
@@ -188,15 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     port = sockets[0].getsockname()[1]  # the one chosen, when 0 asked for any
     announce(port, address, processes, open_browser=not option("server.headless"))
     if processes == 1:
-        serve(sockets[0], option)
+        serve(sockets[0], load_config(with_port(options, port)))
         return 0
     env = dict(os.environ)
     # The same secret in every process: a cookie one signs, another accepts.
     env.setdefault("STREAMLIT_SERVER_COOKIE_SECRET", secrets.token_hex(32))
     fds = [sock.fileno() for sock in sockets]
-    commands = [[sys.executable, "-m", "serving.launch", "--child", str(fd), str(index), *options]
-                for index, fd in enumerate(fds)]
-    return Supervisor(commands, fds, env, cwd=REPO).run()
+    return Supervisor(child_commands(fds, options, port), fds, env, cwd=REPO).run()
 
 
 if __name__ == "__main__":

@@ -290,3 +290,16 @@ def test_a_request_sent_a_byte_at_a_time_is_closed_and_a_websocket_is_not(server
         return acks
 
     assert wire.run(heartbeats_past_the_deadline()) == FIRST_REQUEST_SECONDS + 4
+
+
+def test_the_join_address_names_the_port_the_launcher_bound(server):
+    """Started with port 0 (any free one), the teacher's join view shows the port bound."""
+    app, _ = server
+
+    async def home_text() -> str:
+        async with wire.connect(app.url) as ws:
+            await ws.send(wire.rerun("Home"))
+            return " ".join(str(element) for _, element in wire.elements(await wire.read_run(ws)))
+
+    text = wire.run(home_text())
+    assert "Students join" in text and f":{app.port}" in text and ":0 " not in text

@@ -78,7 +78,7 @@ def test_the_filter_refuses_a_group_size_it_cannot_mean():
 
 
 @pytest.mark.unit
-def test_each_process_gets_its_socket_the_port_and_only_one_opens_a_browser():
+def test_each_process_gets_its_socket_and_the_port_bound():
     commands = launch.child_commands([7, 8, 9], ["--server.port=0", "--theme.base", "dark"],
                                      port=8555)
     assert len(commands) == 3
@@ -86,7 +86,6 @@ def test_each_process_gets_its_socket_the_port_and_only_one_opens_a_browser():
         assert command[command.index("--child") + 1:][:2] == [str(7 + index), str(index)]
         assert command[command.index("--server.port") + 1] == "8555"
         assert "--server.port=0" not in command and "dark" in command
-        assert ("--server.headless" in command) == (index > 0)
 
 
 @pytest.fixture(scope="module")
