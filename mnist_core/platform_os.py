@@ -40,6 +40,10 @@ REPLACE_TRIES = 20
 REPLACE_PAUSE_SECONDS = 0.1
 KILL_WAIT_SECONDS = 5.0
 STDOUT_FD, STDERR_FD = 1, 2
+# Windows' values (winbase.h), named here so that this module reads the same on every OS.
+CREATE_NEW_PROCESS_GROUP = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x00000200)
+CREATE_NO_WINDOW = getattr(subprocess, "CREATE_NO_WINDOW", 0x08000000)
+IDLE_PRIORITY_CLASS = getattr(psutil, "IDLE_PRIORITY_CLASS", 0x00000040)
 WINDOWS_CPU_KEY = r"HARDWARE\DESCRIPTION\System\CentralProcessor\0"
 
 
@@ -65,7 +69,7 @@ def detached() -> dict:
     its own, hidden (closing the teacher's window ends the processes attached to it).
     POSIX: a session of its own (no controlling terminal, its own process group)."""
     if is_windows():
-        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW}
+        return {"creationflags": CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW}
     return {"start_new_session": True}
 
 
@@ -158,7 +162,7 @@ def lower_priority() -> str:
     refinement: SCHED_IDLE, then a lower share for the process's own session (autogroup)."""
     process = psutil.Process()
     if is_windows():
-        process.nice(psutil.IDLE_PRIORITY_CLASS)
+        process.nice(IDLE_PRIORITY_CLASS)
         return "idle priority class"
     process.nice(min(MAX_NICE, process.nice() + NICENESS))  # as os.nice(NICENESS) does
     how = f"nice {NICENESS}"
