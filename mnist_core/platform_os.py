@@ -1,13 +1,12 @@
 """Every OS-specific facility of training, behind one function each: the portable way first
 (subprocess flags, psutil, platform, filelock), the Linux refinement second.
 
-Nothing here imports a module that exists on one OS only at the top (`fcntl`, `winreg`), nor
-reads /proc outside a function that falls back when it is missing: this module and every
-module that imports it load on Windows, macOS and Linux alike. tests/foreign_os.py hides the
-Linux-only facilities to check that.
+Nothing here imports a module of one OS only (`fcntl`, `winreg`) but inside a function that
+falls back without it, and /proc is read only where its absence is handled: every module
+loads on Windows, macOS and Linux alike (tests/foreign_os hides Linux's to check that).
 
-This module starts no thread and imports nothing that does: mnist_core.training.launch lowers
-the worker's priority with it before numpy or TensorFlow start theirs.
+It starts no thread and imports nothing that does: mnist_core.training.launch lowers the
+worker's priority with it before numpy or TensorFlow start theirs.
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ REPLACE_TRIES = 20
 REPLACE_PAUSE_SECONDS = 0.1
 KILL_WAIT_SECONDS = 5.0
 STDOUT_FD, STDERR_FD = 1, 2
+PROBE_TURN_SECONDS = 10.0  # probes hold their turn for microseconds: a longer wait is a hang
 # Windows' values (winbase.h), named here so that this module reads the same on every OS.
 CREATE_NEW_PROCESS_GROUP = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x00000200)
 CREATE_NO_WINDOW = getattr(subprocess, "CREATE_NO_WINDOW", 0x08000000)
@@ -278,11 +278,11 @@ def cpu_flags() -> frozenset[str]:
 
 def cannot_train() -> str | None:
     """Why this machine cannot train, in one sentence; None when it can."""
-    if sys.platform == "darwin" and platform.machine() == "x86_64":
-        return ("TensorFlow publishes no version for Intel Macs after 2.16, so this Mac can "
-                "serve and predict with a model trained on another computer (copy its run "
-                "folder into the models folder) but cannot train one.")
-    return None
+    if sys.platform != "darwin" or platform.machine() != "x86_64":
+        return None
+    return ("TensorFlow publishes no version for Intel Macs after 2.16, so this Mac can serve "
+            "and predict with a model trained on another computer (copy its run folder into "
+            "the models folder) but cannot train one.")
 
 
 # File locks
@@ -296,25 +296,28 @@ def file_lock(path: Path) -> FileLock:
     return FileLock(path, thread_local=False, preserve_lock_file=True, fallback_to_soft=False)
 
 
-def lock_is_held(path: Path) -> bool:
+def lock_is_held(path: Path, turns: Path) -> bool:
     """Another process (or another object in this one) holds `file_lock(path)` now. Never
-    creates the file: False when it is missing. OSError when it cannot be opened.
+    creates `path`: False when it is missing. OSError when it cannot be opened.
 
-    Portable: take the lock without waiting and let it go at once; two probes at the same
-    instant may see each other. POSIX refinement: a shared flock on a read-only descriptor,
-    which never blocks another probe and works in a folder this process cannot write."""
+    Portable: take the lock without waiting and let it go at once. Probes take turns for
+    that (`file_lock(turns)`, held for microseconds), so a probe that finds the lock taken
+    knows it is not another probe's. POSIX refinement: a shared flock on a read-only
+    descriptor, which never blocks another probe and works in a folder this process cannot
+    write."""
     if not path.exists():
         return False
     try:
         import fcntl  # POSIX only: imported where it exists
     except ImportError:
-        lock = file_lock(path)
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            return True
-        lock.release()
-        return False
+        with file_lock(turns).acquire(timeout=PROBE_TURN_SECONDS):
+            lock = file_lock(path)
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                return True
+            lock.release()
+            return False
     fd = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

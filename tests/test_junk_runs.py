@@ -43,6 +43,7 @@ from mnist_core.runs.record import ACTIVE_STATUSES, BatchEvent, StartEvent, even
 from mnist_core.runs.store import ActionRefused, ModelStore, Scan
 from mnist_core.training import supervisor
 from mnist_core.training.supervisor import Trainer
+from tests.foreign_os import tier
 from tests.test_record import RUN_ID, finished_run
 
 pytestmark = pytest.mark.unit
@@ -532,7 +533,7 @@ def test_a_start_removes_what_killed_writers_left_and_prunes_failed_runs(root, r
     def spawn(self, prepared, threads=None):  # the worker's first steps, without TensorFlow
         return subprocess.Popen([sys.executable, "-c", FAKE_WORKER, str(prepared)],
                                 cwd=folder.REPO_DIR, start_new_session=True,
-                                env={**os.environ, "PYTHONPATH": str(folder.REPO_DIR)})
+                                env=tier.python_env(folder.REPO_DIR))
 
     monkeypatch.setattr(Trainer, "_spawn", spawn)
     trainer = Trainer(root)

@@ -20,6 +20,7 @@ from mnist_core.config import TrainConfig
 from mnist_core.runs import folder
 from mnist_core.runs.lease import TrainingLease
 from mnist_core.runs.store import ModelStore
+from tests.foreign_os import tier
 from tests.test_record import RUN_ID, finished_run
 
 pytestmark = pytest.mark.unit
@@ -46,7 +47,7 @@ def test_a_lock_held_by_another_process_is_seen_held_until_it_ends(tmp_path, pro
     assert not (tmp_path / folder.LEASE_LOCK).exists()  # and probing created none
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], cwd=REPO,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(REPO)})
+                              env=tier.python_env(REPO))
     try:
         assert holder.stdout.readline().strip() == "held"
         assert lease.held() and lease.held()  # a probe does not take it from the holder
@@ -187,7 +188,7 @@ def test_the_worker_renames_the_folder_holding_its_own_output(tmp_path):
         subprocess.run([sys.executable, "-c", RENAMER, str(source), str(target), str(report)],
                        cwd=REPO,
                        stdout=log, stderr=subprocess.STDOUT, check=True,
-                       env={**os.environ, "PYTHONPATH": str(REPO)})
+                       env=tier.python_env(REPO))
     text = (target / "worker.log").read_text(encoding="utf-8")
     assert text.splitlines() == ["before the rename", "after the rename", "42"]
     assert report.read_text(encoding="utf-8") == "[]"  # its output was not open meanwhile
@@ -204,6 +205,6 @@ def test_a_refused_rename_leaves_the_output_and_the_error_in_the_old_folder(tmp_
     with open(source / "worker.log", "wb") as log:
         result = subprocess.run([sys.executable, "-c", code, str(source), str(target)],
                                 cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONPATH": str(REPO)})
+                                env=tier.python_env(REPO))
     assert result.returncode != 0
     assert "OSError" in (source / "worker.log").read_text(encoding="utf-8")

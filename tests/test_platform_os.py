@@ -19,6 +19,7 @@ from mnist_core import platform_os
 from mnist_core.config import TrainConfig
 from mnist_core.runs.lease import TrainingLease
 from mnist_core.training.supervisor import StartFailed, Trainer
+from tests.foreign_os import tier
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parent.parent
@@ -91,7 +92,7 @@ HOLDER = textwrap.dedent("""
 def start_launcher_and_worker(root: Path) -> tuple[subprocess.Popen, int]:
     launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, HOLDER, str(root)], cwd=REPO,
                                 stdout=subprocess.PIPE, text=True, **platform_os.detached(),
-                                env={**os.environ, "PYTHONPATH": str(REPO)})
+                                env=tier.python_env(REPO))
     worker_pid = int(launcher.stdout.readline())
     wait_until(TrainingLease(root).held, "the worker to hold the lease")
     return launcher, worker_pid

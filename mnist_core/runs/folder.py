@@ -4,6 +4,8 @@
         training.lock       held (OS file lock) by the worker that trains, for its whole life
         training.json       the lease: who trains (pid, start, run id, config); see lease.py
         start.lock          held for a moment by whoever starts a training
+        probe.lock          held for a moment by a server asking "is a training running?"
+                            where the OS has no shared locks (Windows)
         current.json        the run the teacher chose for the Draw page, pinned or not
         drawings.db         the class's labelled drawings (SQLite; -wal and -shm beside it)
         .<run id>/          a run being prepared; renamed to <run id>/ by its worker
@@ -81,9 +83,10 @@ RECORD = "record.json"
 LEASE_LOCK = "training.lock"
 LEASE = "training.json"
 START_LOCK = "start.lock"
+PROBE_LOCK = "probe.lock"
 CHOICE = "current.json"
 DRAWINGS_DB = "drawings.db"
-NOT_RUNS = (LEASE_LOCK, LEASE, START_LOCK, CHOICE, DRAWINGS_DB, f"{DRAWINGS_DB}-wal",
+NOT_RUNS = (LEASE_LOCK, LEASE, START_LOCK, PROBE_LOCK, CHOICE, DRAWINGS_DB, f"{DRAWINGS_DB}-wal",
             f"{DRAWINGS_DB}-shm", f"{DRAWINGS_DB}-journal")
 
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{4}")

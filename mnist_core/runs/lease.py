@@ -10,7 +10,8 @@ lock, `training.json` says who holds it (pid, start time, run id, config). So:
 
 Readers probe the lock without waiting (mnist_core.platform_os.lock_is_held: on Linux and
 macOS a shared lock on a read-only descriptor, so probes never block each other or need a
-writable folder; elsewhere a take-and-release of the lock itself). Starts are serialized
+writable folder; elsewhere a take-and-release of the lock itself, probes taking turns under
+`probe.lock`, so that a probe never mistakes another probe for a worker). Starts are serialized
 by a second lock, `start.lock`, held by the starter from "is a training running?" until the new
 worker holds the lease, so two servers pressing Start at once get one training and one refusal.
 OS file locks (flock on Linux and macOS, LockFile on Windows) are reliable on a local disk; on
@@ -78,9 +79,12 @@ class TrainingLease:
     def held(self) -> bool:
         """A worker holds the lease now (its exclusive lock refuses our shared one)."""
         try:
-            return lock_is_held(self.lock_path)
+            return lock_is_held(self.lock_path, self.root / folder.PROBE_LOCK)
         except FileNotFoundError:
             return False  # no worker ever ran here
+        except Timeout:  # probes hold their turn for microseconds: this one never came
+            log.warning("models folder: %s stayed locked", folder.PROBE_LOCK)
+            return False
         except OSError as exc:  # not readable by this server: it cannot see a training
             log.warning("models folder: %s cannot be opened (%s)", folder.LEASE_LOCK, exc.strerror)
             return False

@@ -16,6 +16,7 @@ listing or stat of a path under /proc. Not a Windows machine: a check, not a pro
 from __future__ import annotations
 
 import builtins
+import errno
 import io
 import os
 import socket
@@ -31,8 +32,9 @@ PROC = "/proc"
 installed = False
 
 
-class LinuxOnly(OSError):
-    """What the project's code gets for a Linux-only facility in this tier."""
+class LinuxOnly(FileNotFoundError):
+    """What the project's code gets for a path under /proc in this tier: what Windows and
+    macOS answer, no such file (so `Path.exists()` is False, as there)."""
 
 
 def _is_product(filename: str) -> bool:
@@ -64,7 +66,8 @@ def _is_proc(path) -> bool:
 def _guard(real, name: str):
     def guarded(path=None, *args, **kwargs):
         if path is not None and _is_proc(path) and _product_is_calling():
-            raise LinuxOnly(f"{name}({os.fsdecode(path)!r}): no /proc here (foreign-OS tier)")
+            raise LinuxOnly(errno.ENOENT, f"{name}: no /proc here (foreign-OS tier)",
+                            os.fsdecode(path))
         if path is None:
             return real(*args, **kwargs)
         return real(path, *args, **kwargs)

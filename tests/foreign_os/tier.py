@@ -39,3 +39,11 @@ def install_here() -> None:
 def active() -> bool:
     return any(getattr(sys.modules.get(name), "installed", False)
                for name in ("sitecustomize", "mnist_foreign_os_site"))
+
+
+def python_env(repo: Path, **extra: str) -> dict:
+    """This process's environment for a Python child that imports from `repo`: `repo` first
+    on PYTHONPATH and what was there kept, so that a child of a foreign-OS test run is in
+    the tier too (every process on one machine takes the same way to lock)."""
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), *paths]), **extra}
