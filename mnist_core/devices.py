@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import functools
 import os
+import platform
 import shutil
 import subprocess
+import sys
 
 from mnist_core.platform_os import cpu_flags, cpu_name
 
-__all__ = ["cpu_has_bf16", "cpu_label", "cpu_name", "gpu_names", "training_device"]
+__all__ = ["cannot_train", "cpu_has_bf16", "cpu_label", "cpu_name", "gpu_names", "training_device"]
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
@@ -45,3 +47,12 @@ def training_device() -> tuple[str, str]:
     if gpus:
         return "GPU", ", ".join(gpus)
     return "CPU", cpu_label()
+
+
+def cannot_train() -> str | None:
+    """Why this machine cannot train, in one sentence; None when it can."""
+    if sys.platform != "darwin" or platform.machine() != "x86_64":
+        return None
+    return ("TensorFlow publishes no version for Intel Macs after 2.16, so this Mac can serve "
+            "and predict with a model trained on another computer (copy its run folder into "
+            "the models folder) but cannot train one.")

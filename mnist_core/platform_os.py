@@ -51,13 +51,6 @@ def is_windows() -> bool:
     return os.name == "nt"
 
 
-def venv_python(venv: Path) -> Path:
-    """The interpreter of the virtual environment `venv` on this OS."""
-    if is_windows():
-        return venv / "Scripts" / "python.exe"
-    return venv / "bin" / "python"
-
-
 # Starting a worker detached from the console
 
 
@@ -150,6 +143,15 @@ def _wait_gone(processes: list[psutil.Process], timeout: float) -> None:
             return
         processes = alive
         time.sleep(0.02)
+
+
+def pid_alive(pid: int) -> bool:
+    """A process with this pid exists (someone else's too). Not `os.kill(pid, 0)`: on
+    Windows signal 0 is CTRL_C_EVENT, sent to that pid's whole process group."""
+    try:
+        return pid > 0 and psutil.pid_exists(pid)
+    except (OverflowError, ValueError):
+        return False
 
 
 # Lowering a process's priority
@@ -274,15 +276,6 @@ def cpu_flags() -> frozenset[str]:
         if line.startswith("flags"):
             return frozenset(line.split(":", 1)[1].split())
     return frozenset()
-
-
-def cannot_train() -> str | None:
-    """Why this machine cannot train, in one sentence; None when it can."""
-    if sys.platform != "darwin" or platform.machine() != "x86_64":
-        return None
-    return ("TensorFlow publishes no version for Intel Macs after 2.16, so this Mac can serve "
-            "and predict with a model trained on another computer (copy its run folder into "
-            "the models folder) but cannot train one.")
 
 
 # File locks

@@ -17,6 +17,7 @@ import pytest
 
 from mnist_core import platform_os
 from mnist_core.config import TrainConfig
+from mnist_core.devices import cannot_train
 from mnist_core.runs.lease import TrainingLease
 from mnist_core.training.supervisor import StartFailed, Trainer
 from tests.foreign_os import tier
@@ -63,12 +64,6 @@ def test_posix_starts_the_worker_in_a_session_of_its_own():
     finally:
         child.kill()
         child.wait()
-
-
-def test_the_venv_interpreter_is_where_each_os_puts_it(monkeypatch):
-    assert platform_os.venv_python(Path(".venv")) == Path(".venv", "bin", "python")
-    monkeypatch.setattr(platform_os, "is_windows", lambda: True)
-    assert platform_os.venv_python(Path(".venv")) == Path(".venv", "Scripts", "python.exe")
 
 
 # Stopping a process tree
@@ -151,6 +146,20 @@ def test_a_process_that_is_gone_is_no_error():
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     assert platform_os.kill_tree(child.pid) is False
+
+
+def test_a_pid_is_looked_up_through_psutil_not_signal_0(monkeypatch):
+    """os.kill(pid, 0) on Windows sends CTRL_C_EVENT to that pid's process group: psutil
+    looks the pid up the way each OS allows."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    asked = []
+    pid_exists = psutil.pid_exists
+    monkeypatch.setattr(psutil, "pid_exists", lambda pid: asked.append(pid) or pid_exists(pid))
+    assert platform_os.pid_alive(child.pid) is False and asked == [child.pid]
+    assert platform_os.pid_alive(os.getpid()) and platform_os.pid_alive(os.getppid())
+    for pid in (child.pid, 0, -1, 2**70):
+        assert not platform_os.pid_alive(pid)
 
 
 # Priority
@@ -260,4 +269,4 @@ def test_an_intel_mac_says_in_one_sentence_why_it_cannot_train(monkeypatch, tmp_
         Trainer(tmp_path / "models").start(TrainConfig(epochs=1))
     assert not (tmp_path / "models").exists()  # nothing started, nothing written
     monkeypatch.setattr(platform_os.platform, "machine", lambda: "arm64")
-    assert platform_os.cannot_train() is None
+    assert cannot_train() is None

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from mnist_core import platform_os
 from mnist_core.config import TrainConfig
+from mnist_core.devices import cannot_train
 from mnist_core.runs import folder
 from mnist_core.runs.lease import LeaseBusy, LeaseInfo, TrainingLease
 from mnist_core.runs.store import KEEP_FAILED_RUNS, ModelStore
@@ -97,7 +98,7 @@ class Trainer:
         this models folder. Returns once the worker holds the lease. With `visitors` (other
         than the one starting it) connected to the server, the worker leaves them a core
         (`worker_threads`). StartFailed, saying why, on a machine that cannot train."""
-        why_not = platform_os.cannot_train()
+        why_not = cannot_train()
         if why_not is not None:
             raise StartFailed(why_not)
         try:
