@@ -110,10 +110,10 @@ def kill_tree(pid: int) -> bool:
         return False
     except (psutil.NoSuchProcess, ProcessLookupError):
         return False
-    if hasattr(os, "killpg"):
+    # It leads its own group (the supervisor made it so): one signal reaches every member.
+    if hasattr(os, "killpg") and hasattr(os, "getpgid") and _group_of(pid) == pid:
         try:
-            if os.getpgid(pid) == pid:  # it leads its own group (the supervisor made it so)
-                os.killpg(pid, signal.SIGKILL)
+            os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
     for process in tree:  # also those that left the group, and the whole tree elsewhere

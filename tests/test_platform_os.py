@@ -175,7 +175,8 @@ def test_windows_lowers_the_worker_to_the_idle_priority_class(windows, monkeypat
 PRIORITY_PROBE = textwrap.dedent("""
     import json, os
     for name in ("sched_setscheduler", "getsid"):  # what Linux alone has
-        delattr(os, name)
+        if hasattr(os, name):
+            delattr(os, name)
     from mnist_core import platform_os
     before = os.getpriority(os.PRIO_PROCESS, 0)
     how = platform_os.lower_priority()
