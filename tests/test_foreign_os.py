@@ -7,6 +7,7 @@ These tests turn the tier on in the processes they start, so they check it in ev
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -29,6 +30,29 @@ PRODUCT_MODULES = CORE_MODULES + SERVING_MODULES
 def run_in_tier(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True,
                           text=True, env=tier.environment(), timeout=timeout)
+
+
+ONE_OS_MODULES = {"fcntl", "termios", "resource", "pwd", "grp", "winreg", "msvcrt", "_winapi"}
+PRODUCT_FILES = [REPO / "app.py", *sorted((REPO / "pages").glob("*.py")),
+                 *sorted((REPO / "serving").glob("*.py")), *sorted((REPO / "mnist_core").rglob("*.py"))]
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """Modules imported by the statements at the top of `path` (not inside a function)."""
+    names = set()
+    for node in ast.parse(path.read_text(encoding="utf-8"), filename=str(path)).body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.unit
+def test_no_product_module_imports_a_module_of_one_os_at_its_top():
+    offenders = {str(p.relative_to(REPO)): sorted(top_level_imports(p) & ONE_OS_MODULES)
+                 for p in PRODUCT_FILES if top_level_imports(p) & ONE_OS_MODULES}
+    assert offenders == {}
 
 
 IMPORT_EACH = textwrap.dedent("""
