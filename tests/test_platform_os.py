@@ -55,6 +55,20 @@ def test_windows_starts_the_worker_in_a_process_group_and_console_of_its_own(win
     assert "start_new_session" not in platform_os.detached()
 
 
+def test_the_supervisor_starts_the_worker_detached_with_utf8_output(windows, monkeypatch,
+                                                                     tmp_path):
+    started = []
+    monkeypatch.setattr(subprocess, "Popen", lambda args, **kw: started.append((args, kw)))
+    prepared = tmp_path / ".run"
+    prepared.mkdir()
+    Trainer(tmp_path)._spawn(prepared)
+    (args, kwargs), = started
+    assert args[1:] == ["-m", "mnist_core.training.launch", "mnist_core.training.worker",
+                        str(prepared)]
+    assert kwargs["creationflags"] & platform_os.CREATE_NEW_PROCESS_GROUP
+    assert "start_new_session" not in kwargs and kwargs["env"]["PYTHONIOENCODING"] == "utf-8"
+
+
 @pytest.mark.skipif(not hasattr(os, "getsid"), reason="POSIX sessions")
 def test_posix_starts_the_worker_in_a_session_of_its_own():
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],

@@ -183,6 +183,7 @@ class Trainer:
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(folder.REPO_DIR), env.get("PYTHONPATH")) if p)
         env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONIOENCODING"] = "utf-8"  # worker.log is UTF-8 whatever the OS's code page
         with open(prepared / folder.WORKER_LOG, "wb") as log_file:
             return subprocess.Popen(
                 [sys.executable, "-m", LAUNCHER, WORKER_MODULE, str(prepared)],
