@@ -7,17 +7,12 @@ import os
 import platform
 import shutil
 import subprocess
-from pathlib import Path
+import sys
 
+from mnist_core.platform_os import cpu_flags, cpu_name
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+__all__ = ["cannot_train", "cpu_has_bf16", "cpu_label", "cpu_name", "gpu_names", "training_device"]
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
 def cpu_label() -> str:
@@ -26,12 +21,9 @@ def cpu_label() -> str:
 
 
 def cpu_has_bf16() -> bool:
-    """Native bfloat16 matrix instructions (AVX-512 BF16 or AMX), where mixed precision pays."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    """Native bfloat16 matrix instructions (AVX-512 BF16 or AMX), where mixed precision pays.
+    False where the OS does not list the CPU's flags (float32 then: always correct)."""
+    return bool(cpu_flags() & BF16_FLAGS)
 
 
 @functools.lru_cache(maxsize=1)
@@ -41,7 +33,8 @@ def gpu_names() -> tuple[str, ...]:
     if smi is None:
         return ()
     try:
-        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=5).stdout
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, encoding="utf-8",
+                             errors="replace", timeout=5).stdout
     except (OSError, subprocess.SubprocessError):
         return ()
     return tuple(line.split(":", 1)[1].split("(")[0].strip()
@@ -54,3 +47,12 @@ def training_device() -> tuple[str, str]:
     if gpus:
         return "GPU", ", ".join(gpus)
     return "CPU", cpu_label()
+
+
+def cannot_train() -> str | None:
+    """Why this machine cannot train, in one sentence; None when it can."""
+    if sys.platform != "darwin" or platform.machine() != "x86_64":
+        return None
+    return ("TensorFlow publishes no version for Intel Macs after 2.16, so this Mac can serve "
+            "and predict with a model trained on another computer (copy its run folder into "
+            "the models folder) but cannot train one.")

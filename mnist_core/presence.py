@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mnist_core import platform_os
 from mnist_core.runs.folder import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -48,16 +49,6 @@ class Count:
         seen = [t for t in (self.last_student, other.last_student) if t is not None]
         return Count(self.visitors + other.visitors, self.students + other.students,
                      max(seen) if seen else None)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError, ValueError):
-        return False
-    except PermissionError:  # someone else's process: it exists
-        return True
-    return True
 
 
 def _parse(text: str) -> tuple[int, Count, float] | None:
@@ -112,7 +103,7 @@ class Presence:
         fresh = []
         for path in self._files():
             entry = self._read(path)
-            if entry and abs(now - entry[2]) <= STALE_SECONDS and _alive(entry[0]):
+            if entry and abs(now - entry[2]) <= STALE_SECONDS and platform_os.pid_alive(entry[0]):
                 fresh.append(entry)
         return fresh
 
@@ -143,7 +134,7 @@ class Presence:
         for path in self._files():
             entry = self._read(path)
             gone = entry is None or (entry[0] != self.pid and (
-                abs(now - entry[2]) > STALE_SECONDS * 6 or not _alive(entry[0])))
+                abs(now - entry[2]) > STALE_SECONDS * 6 or not platform_os.pid_alive(entry[0])))
             if gone:
                 try:
                     path.unlink(missing_ok=True)

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy  # noqa: F401  (its thread pool is what must inherit the priority)
 
 done = threading.Event()
-threading.Thread(target=done.wait).start()  # a thread of our own, started after the launch
+# A thread of our own, started after the launch (a daemon: a failure below still exits).
+threading.Thread(target=done.wait, daemon=True).start()
 threads = {}
 for task in Path(f"/proc/{os.getpid()}/task").iterdir():
     fields = (task / "stat").read_text().rsplit(")", 1)[1].split()

@@ -30,8 +30,10 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
+from mnist_core import platform_os
 from mnist_core.config import TrainConfig
 from mnist_core.runs import folder
 from mnist_core.runs import store as store_module
@@ -40,6 +42,7 @@ from mnist_core.runs.record import ACTIVE_STATUSES, BatchEvent, StartEvent, even
 from mnist_core.runs.store import ActionRefused, ModelStore, Scan
 from mnist_core.training import supervisor
 from mnist_core.training.supervisor import Trainer
+from tests.foreign_os import tier
 from tests.test_record import RUN_ID, finished_run
 
 pytestmark = pytest.mark.unit
@@ -50,9 +53,11 @@ NO_SUCH_PID = 4_999_999  # above Linux's largest pid (2**22): never a process
 
 @pytest.fixture(autouse=True)
 def kills(monkeypatch):
-    """Every process-group kill the code under test attempts; none is carried out."""
+    """Every kill the code under test attempts (of a process group, where the OS has them, or
+    of one process through psutil); none is carried out."""
     calls = []
-    monkeypatch.setattr(os, "killpg", lambda pid, sig: calls.append((pid, sig)))
+    monkeypatch.setattr(os, "killpg", lambda pid, sig: calls.append((pid, sig)), raising=False)
+    monkeypatch.setattr(psutil.Process, "kill", lambda self: calls.append((self.pid, "kill")))
     return calls
 
 
@@ -360,15 +365,15 @@ def test_a_valid_lease_is_a_training_and_its_worker_alone_can_be_killed(root, ki
         with pytest.raises(ActionRefused, match="in use by the training"):
             ModelStore(root).delete(ENDED_ID)
     for pid in (0, -1, 1, os.getpid()):
-        supervisor._kill_group(pid)
+        supervisor._kill_tree(pid)
     assert kills == []  # never everything, init, our own group or ourselves
-    worker = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    worker = subprocess.Popen(["sleep", "30"], **platform_os.detached())
     try:
-        supervisor._kill_group(worker.pid)
+        supervisor._kill_tree(worker.pid)
     finally:
         worker.kill()
         worker.wait()
-    assert [pid for pid, _ in kills] == [worker.pid]
+    assert {pid for pid, _ in kills} == {worker.pid}
 
 
 LEASE_JUNK = [
@@ -527,7 +532,7 @@ def test_a_start_removes_what_killed_writers_left_and_prunes_failed_runs(root, r
     def spawn(self, prepared, threads=None):  # the worker's first steps, without TensorFlow
         return subprocess.Popen([sys.executable, "-c", FAKE_WORKER, str(prepared)],
                                 cwd=folder.REPO_DIR, start_new_session=True,
-                                env={**os.environ, "PYTHONPATH": str(folder.REPO_DIR)})
+                                env=tier.python_env(folder.REPO_DIR))
 
     monkeypatch.setattr(Trainer, "_spawn", spawn)
     trainer = Trainer(root)

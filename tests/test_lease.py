@@ -3,7 +3,6 @@ threads and processes that must never mistake each other for a training."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ from mnist_core.runs import folder
 from mnist_core.runs.lease import LeaseInfo, TrainingLease
 from mnist_core.training.follow import Follower
 from mnist_core.training.supervisor import Trainer
+from tests.foreign_os import tier
 
 pytestmark = pytest.mark.unit
 
@@ -41,7 +41,7 @@ print(sum(lease.current() is not None for _ in range(int(sys.argv[2]))))
 
 def python(code: str, *args: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code, *args], text=True,
-                            cwd=folder.REPO_DIR, env={**os.environ, "PYTHONPATH": str(folder.REPO_DIR)},
+                            cwd=folder.REPO_DIR, env=tier.python_env(folder.REPO_DIR),
                             **kwargs)
 
 

@@ -25,6 +25,7 @@ from mnist_core.runs.lease import TrainingLease
 from mnist_core.runs.store import ModelStore
 from mnist_core.training import launch, supervisor
 from mnist_core.training.supervisor import JobRefused, StartFailed, Trainer
+from tests.foreign_os import tier
 
 pytestmark = pytest.mark.trains
 
@@ -186,7 +187,7 @@ def start_elsewhere(root, config: TrainConfig) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", START_IN_ANOTHER_PROCESS, str(root),
          json.dumps({k: v for k, v in config.to_dict().items() if k != "fine_tune_from"})],
-        stdout=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+        stdout=subprocess.PIPE, text=True, cwd=REPO, env=tier.python_env(REPO))
 
 
 def test_two_processes_pressing_start_at_once_get_one_training(tmp_path):

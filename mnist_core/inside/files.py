@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mnist_core import platform_os
+
 MAX_ARRAYS = 64  # more arrays than any of our files holds
 
 
@@ -46,6 +48,6 @@ def write_npz_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
     try:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        os.replace(tmp, path)
+        platform_os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -4,6 +4,8 @@
         training.lock       held (OS file lock) by the worker that trains, for its whole life
         training.json       the lease: who trains (pid, start, run id, config); see lease.py
         start.lock          held for a moment by whoever starts a training
+        probe.lock          held for a moment by a server asking "is a training running?"
+                            where the OS has no shared locks (Windows)
         current.json        the run the teacher chose for the Draw page, pinned or not
         drawings.db         the class's labelled drawings (SQLite; -wal and -shm beside it)
         .<run id>/          a run being prepared; renamed to <run id>/ by its worker
@@ -50,6 +52,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mnist_core import platform_os
 from mnist_core.config import TrainConfig
 from mnist_core.runs.record import (
     EndEvent,
@@ -92,9 +95,10 @@ SNAPSHOT_PATTERN = re.compile(r"^step-(\d{1,9})\.npz$")  # see snapshot_name
 LEASE_LOCK = "training.lock"
 LEASE = "training.json"
 START_LOCK = "start.lock"
+PROBE_LOCK = "probe.lock"
 CHOICE = "current.json"
 DRAWINGS_DB = "drawings.db"
-NOT_RUNS = (LEASE_LOCK, LEASE, START_LOCK, CHOICE, DRAWINGS_DB, f"{DRAWINGS_DB}-wal",
+NOT_RUNS = (LEASE_LOCK, LEASE, START_LOCK, PROBE_LOCK, CHOICE, DRAWINGS_DB, f"{DRAWINGS_DB}-wal",
             f"{DRAWINGS_DB}-shm", f"{DRAWINGS_DB}-journal")
 
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{4}")
@@ -105,6 +109,7 @@ DELETED_PREFIX = ".deleted-"  # a run folder being deleted: renamed first, then 
 TEMPORARY_MAX_AGE = 60.0  # seconds: an older temporary file's writer was killed mid-write
 MAX_LINE_BYTES = 2**20  # an event is ~200 bytes: a longer "line" is junk
 MAX_METRICS_BYTES = 64 * 2**20  # a 50-epoch run writes well under 1 MB of events
+FILE_MODE = 0o644  # what every server's user may read
 
 
 def models_dir() -> Path:
@@ -118,6 +123,8 @@ FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 def cannot_write(root: Path, exc: OSError, what: str) -> str:
     """What a teacher reads when the models folder refuses a write: what, where, how to fix."""
+    if isinstance(exc, platform_os.FileLocked):
+        return f"{exc.strerror}, so {what}."
     if exc.errno in READ_ONLY_ERRNOS:
         return (f"The models folder {root} is read-only, so {what}. Saved models still work on "
                 "Draw. To fix it, make the folder writable, or start the app with "
@@ -148,24 +155,26 @@ def snapshot_name(step: int) -> str:
 def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
     """Write `data` to a temporary name beside `path`, then rename it: a reader sees the old
     file or the new one, never half. `durable=False` skips the fsync, for files rewritten
-    every few seconds whose loss in a power cut costs nothing (mnist_core.presence)."""
+    every few seconds whose loss in a power cut costs nothing (mnist_core.presence).
+    platform_os.FileLocked when another program keeps `path` open (Windows) for too long."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o644)
+        if hasattr(os, "fchmod"):  # POSIX: mkstemp's 0600 would hide it from other users
+            os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             if durable:
                 f.flush()
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
+        platform_os.replace(Path(tmp), path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
 def atomic_write_json(path: Path, value) -> None:
-    atomic_write_bytes(path, json.dumps(value, indent=1).encode())
+    atomic_write_bytes(path, json.dumps(value, indent=1).encode("utf-8"))
 
 
 def prepare_run(root: Path, config: TrainConfig, drawings_npz: bytes | None = None) -> Path:
@@ -388,7 +397,7 @@ def log_tail(run_dir: Path, lines: int = 15) -> str:
         with open(run_dir / WORKER_LOG, "rb") as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(f.tell() - 16384, 0))
-            text = f.read().decode(errors="replace")
+            text = f.read().decode("utf-8", errors="replace")
     except OSError:
         return ""
     useful = [line for line in text.splitlines() if line.strip()]

@@ -8,18 +8,19 @@ lock, `training.json` says who holds it (pid, start time, run id, config). So:
 - a lease is stale  <=>  training.json exists but its lock can be taken: the worker was
   killed before it could remove it. `recover_stale` removes it and says so in the log.
 
-Readers probe with a shared lock on a read-only descriptor: probes never block each other
-(or read-only servers), only the worker's exclusive lock makes them fail. Starts are serialized
+Readers probe the lock without waiting (mnist_core.platform_os.lock_is_held: on Linux and
+macOS a shared lock on a read-only descriptor, so probes never block each other or need a
+writable folder; elsewhere a take-and-release of the lock itself, probes taking turns under
+`probe.lock`, so that a probe never mistakes another probe for a worker). Starts are serialized
 by a second lock, `start.lock`, held by the starter from "is a training running?" until the new
 worker holds the lease, so two servers pressing Start at once get one training and one refusal.
-POSIX `flock` locks (Linux, macOS) are reliable on a local disk; on network shares (NFS, SMB)
-they are not, so keep the models folder on the machine that trains.
+OS file locks (flock on Linux and macOS, LockFile on Windows) are reliable on a local disk; on
+network shares (NFS, SMB) they are not, so keep the models folder on the machine that trains.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import time
@@ -30,6 +31,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from mnist_core.config import TrainConfig
+from mnist_core.platform_os import file_lock, lock_is_held
 from mnist_core.runs import folder
 from mnist_core.runs.record import RecordError, parse_config, parse_fields, read_json, require
 
@@ -64,12 +66,6 @@ def parse_lease(values, where: str = folder.LEASE) -> LeaseInfo:
     return info
 
 
-def _lock(path: Path) -> FileLock:
-    # One lock object per use, not shared between threads; the file itself stays (a deleted
-    # lock file would let two holders lock two different inodes).
-    return FileLock(path, thread_local=False, preserve_lock_file=True, fallback_to_soft=False)
-
-
 class TrainingLease:
     def __init__(self, root: Path | str):
         self.root = Path(root)
@@ -83,19 +79,15 @@ class TrainingLease:
     def held(self) -> bool:
         """A worker holds the lease now (its exclusive lock refuses our shared one)."""
         try:
-            fd = os.open(self.lock_path, os.O_RDONLY)
+            return lock_is_held(self.lock_path, self.root / folder.PROBE_LOCK)
         except FileNotFoundError:
             return False  # no worker ever ran here
+        except Timeout:  # probes hold their turn for microseconds: this one never came
+            log.warning("models folder: %s stayed locked", folder.PROBE_LOCK)
+            return False
         except OSError as exc:  # not readable by this server: it cannot see a training
             log.warning("models folder: %s cannot be opened (%s)", folder.LEASE_LOCK, exc.strerror)
             return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)  # also releases our shared lock
-        return False
 
     def info(self) -> LeaseInfo | None:
         """training.json as written, live or stale; None when absent or unreadable."""
@@ -129,7 +121,7 @@ class TrainingLease:
     def starting(self, timeout: float = 30) -> Iterator[None]:
         """Hold start.lock: no other process starts a training meanwhile."""
         self.root.mkdir(parents=True, exist_ok=True)
-        lock = _lock(self.start_lock_path)
+        lock = file_lock(self.start_lock_path)
         try:
             lock.acquire(timeout=timeout)
         except Timeout:
@@ -144,7 +136,7 @@ class TrainingLease:
         (then the starter does it). Returns what the stale lease said."""
         if not self.info_path.exists() or self.held():
             return None
-        lock = _lock(self.start_lock_path)
+        lock = file_lock(self.start_lock_path)
         try:
             lock.acquire(blocking=False)
         except (Timeout, OSError):
@@ -178,7 +170,7 @@ class TrainingLease:
         """Take the lease's lock for the life of this process (the worker's first act).
 
         A probe by a reader holds it for microseconds, hence the short wait."""
-        lock = _lock(self.lock_path)
+        lock = file_lock(self.lock_path)
         try:
             lock.acquire(timeout=timeout, poll_interval=0.02)
         except Timeout:

@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mnist_core import platform_os
 from mnist_core.config import TrainConfig
 from mnist_core.runs import folder
 from mnist_core.runs.lease import TrainingLease
@@ -308,7 +309,7 @@ class ModelStore:
         path = self.root / run_id
         trash = self.root / f"{folder.DELETED_PREFIX}{run_id}-{os.urandom(4).hex()}"
         try:
-            path.rename(trash)
+            platform_os.rename(path, trash)  # Windows: a reader may hold a file a moment
         except FileNotFoundError:
             return False  # deleted meanwhile, maybe by another server
         if trash.is_dir() and not trash.is_symlink():

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mnist_core import platform_os
 from mnist_core.config import TrainConfig
 from mnist_core.data import (
     IMAGE_SIZE,
@@ -378,8 +379,8 @@ def save_model(model: keras.Model, run_dir: Path) -> None:
     try:
         model.save(keras_tmp)
         model.export(onnx_tmp, format="onnx", verbose=False)
-        os.replace(keras_tmp, run_dir / folder.KERAS_FILE)
-        os.replace(onnx_tmp, run_dir / folder.ONNX_FILE)
+        platform_os.replace(keras_tmp, run_dir / folder.KERAS_FILE)
+        platform_os.replace(onnx_tmp, run_dir / folder.ONNX_FILE)
     finally:
         keras_tmp.unlink(missing_ok=True)
         onnx_tmp.unlink(missing_ok=True)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -25,7 +24,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mnist_core import platform_os
 from mnist_core.config import TrainConfig
+from mnist_core.devices import cannot_train
 from mnist_core.runs import folder
 from mnist_core.runs.lease import LeaseBusy, LeaseInfo, TrainingLease
 from mnist_core.runs.store import KEEP_FAILED_RUNS, ModelStore
@@ -96,7 +97,10 @@ class Trainer:
         """Start training `config` in a new run. Refused while a training runs anywhere on
         this models folder. Returns once the worker holds the lease. With `visitors` (other
         than the one starting it) connected to the server, the worker leaves them a core
-        (`worker_threads`)."""
+        (`worker_threads`). StartFailed, saying why, on a machine that cannot train."""
+        why_not = cannot_train()
+        if why_not is not None:
+            raise StartFailed(why_not)
         try:
             with self.lease.starting():
                 info = self.lease.current()
@@ -179,14 +183,15 @@ class Trainer:
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(folder.REPO_DIR), env.get("PYTHONPATH")) if p)
         env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONIOENCODING"] = "utf-8"  # worker.log is UTF-8 whatever the OS's code page
         with open(prepared / folder.WORKER_LOG, "wb") as log_file:
             return subprocess.Popen(
                 [sys.executable, "-m", LAUNCHER, WORKER_MODULE, str(prepared)],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                 cwd=folder.REPO_DIR, env=env,
-                # Its own session: a Ctrl-C meant for the app's terminal is the app's, and
-                # the worker outlives the server.
-                start_new_session=True,
+                # Detached from the console: a Ctrl-C meant for the app's terminal is the
+                # app's, and the worker outlives the server.
+                **platform_os.detached(),
             )
 
     def _wait_for_lease(self, process: subprocess.Popen, prepared: Path, run_id: str,
@@ -200,7 +205,7 @@ class Trainer:
                 break
             time.sleep(0.02)
         else:
-            _kill_group(process.pid)
+            _kill_tree(process.pid)
         process.wait()
         output = folder.log_tail(prepared) or folder.log_tail(self.root / run_id)
         shutil.rmtree(prepared, ignore_errors=True)
@@ -220,7 +225,7 @@ class Trainer:
             elif released is None:
                 released = time.monotonic()
             elif time.monotonic() - released > EXIT_GRACE_SECONDS:
-                process.kill()
+                _kill_tree(process.pid)
             time.sleep(0.5)
         self._collect(run_id)
 
@@ -258,11 +263,12 @@ class Trainer:
         log.warning("Training %s (pid %d) %s: killing it.", info.run_id, info.pid, why)
         folder.write_outcome(self.root / info.run_id, "failed",
                              f"The training process {why}, so it was ended.")
+        # The lease's pid is the interpreter that trains; the process we started may be a
+        # venv's launcher above it (Windows' python.exe): both trees go, none is orphaned.
         child = self._children.get(info.run_id)
         if child is not None:
-            child.kill()
-        else:
-            _kill_group(info.pid)
+            _kill_tree(child.pid)
+        _kill_tree(info.pid)
         return True
 
     def _hung(self, info: LeaseInfo) -> str | None:
@@ -290,14 +296,8 @@ class Trainer:
         return None
 
 
-def _kill_group(pid: int) -> None:
-    """Kill the worker `pid` and its process group (it leads its own session). Never a pid
-    that would name every process (-1), this one's group (0), init's (1) or this process's
-    own group: a pid comes from training.json, which a junk file could have written."""
-    try:
-        if pid <= 1 or pid == os.getpid() or os.getpgid(pid) == os.getpgrp():
-            log.warning("Not killing process group %d: not a training worker's.", pid)
-            return
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+def _kill_tree(pid: int) -> None:
+    """Kill the worker `pid` and every process below it (platform_os.kill_tree). Never a pid
+    that would name every process, init, this process, its parents or (POSIX) its own
+    group: a pid comes from training.json, which a junk file could have written."""
+    platform_os.kill_tree(pid)

@@ -19,6 +19,7 @@ import time
 import traceback
 from pathlib import Path
 
+from mnist_core import platform_os
 from mnist_core.runs import folder
 from mnist_core.runs.lease import LeaseBusy, TrainingLease
 from mnist_core.runs.record import ErrorEvent, RecordError, read_config
@@ -40,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         lease.publish(run_id, config)
         run_dir = root / run_id
-        prepared.rename(run_dir)
+        # Its own output, worker.log, is open in the folder: Windows renames none such.
+        platform_os.rename_with_output(prepared, run_dir, folder.WORKER_LOG)
         return train_logged(run_dir)
     finally:
         lease.end(lock)
