@@ -33,7 +33,7 @@ from mnist_core.data import categorize, flatten, load_mnist, normalize
 from mnist_core.runs import folder as run_folder
 from mnist_core.runs.record import RunRecord
 from mnist_core.runs.store import ModelStore
-from mnist_core.training.launch import lower_priority
+from mnist_core.training.lowest_priority import lower_priority
 from mnist_core.training.supervisor import Trainer
 
 KERAS_CNN = TrainConfig(model="cnn", epochs=15, batch_size=128)  # 99.31% in RESULTS.md

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16"))
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args(argv)
-    from mnist_core.training.launch import lower_priority
+    from mnist_core.training.lowest_priority import lower_priority
 
     print(f"at {lower_priority()}")
     from mnist_core.training import fit

@@ -5,7 +5,7 @@ Nothing here imports a module of one OS only (`fcntl`, `winreg`) but inside a fu
 falls back without it, and /proc is read only where its absence is handled: every module
 loads on Windows, macOS and Linux alike (tests/foreign_os hides Linux's to check that).
 
-It starts no thread and imports nothing that does: mnist_core.training.launch lowers the
+It starts no thread and imports nothing that does: mnist_core.training.lowest_priority lowers the
 worker's priority with it before numpy or TensorFlow start theirs.
 """
 

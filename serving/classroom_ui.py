@@ -9,9 +9,8 @@ import io
 import segno
 import streamlit as st
 
-from mnist_core import classroom
 from mnist_core.drawings import DrawingStoreError
-from serving import roles, ui
+from serving import classroom, roles, ui
 
 RECENT_SECONDS = 600  # "drawings in the last 10 minutes"
 PRESENTER_QR_WIDTH = 440  # CSS pixels: readable from the back of a room when projected

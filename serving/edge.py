@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from streamlit.proto.BackMsg_pb2 import BackMsg
 
-from mnist_core import classroom
+from serving import classroom
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ log = logging.getLogger("serving.launch")
 
 
 def default_processes() -> int:
-    from mnist_core.training.launch import usable_cores
+    from mnist_core.platform_os import usable_cores
 
     return max(1, min(DEFAULT_MAX_PROCESSES, len(usable_cores())))
 

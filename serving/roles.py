@@ -1,6 +1,6 @@
 """The visitor's role in this session, the teacher's sign-in, and who is connected.
 
-The rules are `mnist_core.classroom`'s; this module applies them to Streamlit's session.
+The rules are `serving.classroom`'s; this module applies them to Streamlit's session.
 Every teacher-only action calls `teacher_only()` in the function that acts, so a crafted
 widget value from a student's session changes nothing.
 """
@@ -16,9 +16,8 @@ from pathlib import Path
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from mnist_core import classroom, presence
 from mnist_core.runs.folder import models_dir
-from serving import edge
+from serving import classroom, edge, presence
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +147,7 @@ def _other_processes(root: str) -> presence.Count:
 
 def class_count() -> presence.Count:
     """Everybody connected to the class: this server process's visitors and, when several
-    processes serve it (serving.launch), the others' (mnist_core.presence)."""
+    processes serve it (serving.launch), the others' (serving.presence)."""
     return _local_count(_students()) + _other_processes(str(models_dir()))
 
 

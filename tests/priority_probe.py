@@ -1,4 +1,4 @@
-"""Run by test_launch through mnist_core.training.launch: print every thread's scheduling
+"""Run by test_launch through mnist_core.training.lowest_priority: print every thread's scheduling
 policy, niceness and cores after importing numpy (whose BLAS starts threads at import), and
 its session's autogroup (Linux: "/autogroup-N nice K")."""
 

@@ -33,8 +33,8 @@ LONG_FUNCTIONS_ALLOWED = {
     ("mnist_core/training/fit.py", "train"),  # 67: with fit.py above
 }
 # The room's network and the join address move to serving/ (issue 26, part 2); until then
-# classroom.py reads the machine's interfaces and routes. (presence.py opens no socket.)
-NETWORK_ALLOWED = {REPO / "mnist_core/classroom.py"}
+# The room's network (interfaces, routes) is serving.classroom's; none is left here.
+NETWORK_ALLOWED: set[Path] = set()
 SOCKET_MODULES = {"socket", "socketserver", "ssl", "http", "urllib", "requests", "websockets",
                   "aiohttp"}
 NETWORK_CALLS = {"net_if_addrs", "net_if_stats", "net_connections", "net_io_counters"}  # psutil

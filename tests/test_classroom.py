@@ -1,4 +1,4 @@
-"""Who is the teacher, and where students join: the pure rules of mnist_core.classroom."""
+"""Who is the teacher, and where students join: the pure rules of serving.classroom."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from mnist_core import classroom
-from mnist_core.classroom import STUDENT, TEACHER
+from serving import classroom
+from serving.classroom import STUDENT, TEACHER
 from tests import netns
 
 pytestmark = pytest.mark.unit

@@ -8,8 +8,7 @@ import asyncio
 import pytest
 from streamlit.proto.BackMsg_pb2 import BackMsg
 
-from mnist_core import classroom
-from serving import edge
+from serving import classroom, edge
 from tests import wire
 
 pytestmark = pytest.mark.unit

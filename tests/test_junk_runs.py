@@ -35,7 +35,7 @@ import pytest
 
 from mnist_core import platform_os
 from mnist_core.config import TrainConfig
-from mnist_core.runs import folder
+from mnist_core.runs import events, folder
 from mnist_core.runs import store as store_module
 from mnist_core.runs.lease import TrainingLease
 from mnist_core.runs.record import ACTIVE_STATUSES, BatchEvent, StartEvent, event_to_dict
@@ -79,9 +79,9 @@ def ended_run(root: Path, run_id: str = ENDED_ID) -> Path:
     config = TrainConfig(epochs=2)
     folder.atomic_write_json(run / folder.CONFIG, config.to_dict())
     t = time.time() - 60
-    folder.append_event(run / folder.METRICS, StartEvent("CPU", "CPU", "Default", "float32",
+    events.append_event(run / folder.METRICS, StartEvent("CPU", "CPU", "Default", "float32",
                                                          config.steps_per_epoch(), t))
-    folder.append_event(run / folder.METRICS, BatchEvent(0, 1, 1, 2.3, 0.1, t + 1))
+    events.append_event(run / folder.METRICS, BatchEvent(0, 1, 1, 2.3, 0.1, t + 1))
     return run
 
 
@@ -309,7 +309,7 @@ JUNK_EVENT_LINES = [
     '"precision": "float32", "steps_per_epoch": 0, "t": 1}',
     '{"event": "epoch", "epoch": 0, "complete": true, "seconds": -5, "t": 1}',
     '{"event": "meteor", "t": 1}',
-    "x" * (folder.MAX_LINE_BYTES + 10),  # a "line" longer than any event
+    "x" * (events.MAX_LINE_BYTES + 10),  # a "line" longer than any event
 ]
 
 
@@ -327,7 +327,7 @@ def test_junk_metrics_lines_never_reach_a_live_snapshot(root):
         assert ModelStore(root).get(ENDED_ID).status == "running"
     assert snap.state == "running" and snap.steps == (1, 2, 3)  # the valid lines only
     assert snap.epoch == 1 and snap.batch == 3 and math.isnan(snap.batch_loss[-1])
-    reader = folder.EventReader(run / folder.METRICS)
+    reader = events.EventReader(run / folder.METRICS)
     assert len(reader.read_new()) == 4 and reader.skipped >= len(JUNK_EVENT_LINES)
 
 

@@ -327,7 +327,7 @@ def test_a_student_who_types_the_password_becomes_the_teacher(with_trained_model
 
 
 def test_wrong_passwords_slow_a_visitor_down(models_dir, monkeypatch):
-    from mnist_core import classroom
+    from serving import classroom
 
     monkeypatch.setenv("MNIST_TRUST_LOCALHOST", "0")
     monkeypatch.setenv("MNIST_TEACHER_PASSWORD", "s3cret")
@@ -345,8 +345,7 @@ def test_wrong_passwords_count_for_the_whole_ipv6_network_not_each_address(model
     # any number of addresses there: wrong passwords count for the network's /64.
     import ipaddress
 
-    from mnist_core import classroom
-    from serving import roles
+    from serving import classroom, roles
 
     monkeypatch.setenv("MNIST_TRUST_LOCALHOST", "0")
     monkeypatch.setenv("MNIST_TEACHER_PASSWORD", "s3cret")
@@ -438,8 +437,7 @@ def test_a_sign_in_sent_as_the_connection_closed_is_refused_and_not_counted(mode
                                                                            monkeypatch):
     # A session whose websocket has just closed has no address: its password try would meet
     # a fresh counter, so it is refused, and it makes nobody the teacher.
-    from mnist_core import classroom
-    from serving import roles
+    from serving import classroom, roles
 
     monkeypatch.setenv("MNIST_TRUST_LOCALHOST", "0")
     monkeypatch.setenv("MNIST_TEACHER_PASSWORD", "s3cret")
@@ -455,9 +453,8 @@ def test_a_drawing_saved_as_the_connection_closed_is_refused(with_trained_model,
                                                             monkeypatch):
     import numpy as np
 
-    from mnist_core import classroom
     from mnist_core.drawings import DrawingStore
-    from serving import canvas, roles
+    from serving import canvas, classroom, roles
 
     seven = mnist.x_valid[int(np.flatnonzero(mnist.y_valid == 7)[0])]
     gray = np.kron(seven, np.ones((10, 10), np.uint8))  # the canvas a student drew it on

@@ -63,7 +63,7 @@ def test_the_supervisor_starts_the_worker_detached_with_utf8_output(windows, mon
     prepared.mkdir()
     Trainer(tmp_path)._spawn(prepared)
     (args, kwargs), = started
-    assert args[1:] == ["-m", "mnist_core.training.launch", "mnist_core.training.worker",
+    assert args[1:] == ["-m", "mnist_core.training.lowest_priority", "mnist_core.training.worker",
                         str(prepared)]
     assert kwargs["creationflags"] & platform_os.CREATE_NEW_PROCESS_GROUP
     assert "start_new_session" not in kwargs and kwargs["env"]["PYTHONIOENCODING"] == "utf-8"

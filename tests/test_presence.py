@@ -1,4 +1,4 @@
-"""mnist_core.presence: the class's visitors added up over the server processes' files."""
+"""serving.presence: the class's visitors added up over the server processes' files."""
 
 import errno
 import json
@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from mnist_core import presence
-from mnist_core.presence import Count, Presence
+from serving import presence
+from serving.presence import Count, Presence
 
 pytestmark = pytest.mark.unit
 

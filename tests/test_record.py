@@ -21,7 +21,7 @@ from mnist_core.config import TrainConfig
 from mnist_core.data import NUM_CLASSES, NUM_PIXELS
 from mnist_core.evaluate import evaluation
 from mnist_core.inference import Classifier
-from mnist_core.runs import folder
+from mnist_core.runs import events, folder
 from mnist_core.runs.record import (
     BatchEvent,
     EndEvent,
@@ -110,14 +110,14 @@ def finished_run(root: Path, run_id: str = RUN_ID, config: TrainConfig | None = 
     folder.atomic_write_json(run / folder.CONFIG, config.to_dict())
     saved = saved_record(run_id, config, **record)
     metrics, t = run / folder.METRICS, saved.started
-    folder.append_event(metrics, StartEvent("CPU (2 cores)", "CPU", "_DefaultDistributionStrategy",
+    events.append_event(metrics, StartEvent("CPU (2 cores)", "CPU", "_DefaultDistributionStrategy",
                                             "float32", config.steps_per_epoch(), t))
     for epoch in range(saved.epochs_completed):
-        folder.append_event(metrics, BatchEvent(epoch, config.steps_per_epoch(),
+        events.append_event(metrics, BatchEvent(epoch, config.steps_per_epoch(),
                                                 (epoch + 1) * config.steps_per_epoch(),
                                                 saved.history["loss"][epoch],
                                                 saved.history["accuracy"][epoch], t + epoch + 1))
-        folder.append_event(metrics, EpochEvent(epoch, True, 1.0, t + epoch + 1,
+        events.append_event(metrics, EpochEvent(epoch, True, 1.0, t + epoch + 1,
                                                 saved.history["loss"][epoch],
                                                 saved.history["accuracy"][epoch]))
     (run / folder.WORKER_LOG).write_text("training...\n")
@@ -125,7 +125,7 @@ def finished_run(root: Path, run_id: str = RUN_ID, config: TrainConfig | None = 
     folder.atomic_write_bytes(run / folder.ONNX_FILE, onnx_model_bytes())
     folder.atomic_write_bytes(run / folder.WEIGHTS_FILE, weights_npz_bytes())
     folder.atomic_write_json(run / folder.RECORD, saved.to_dict())
-    folder.append_event(metrics, EndEvent(saved.status, True, saved.finished,
+    events.append_event(metrics, EndEvent(saved.status, True, saved.finished,
                                           saved.evaluation.accuracy))
     return run
 
@@ -228,7 +228,7 @@ def test_junk_metric_lines_are_skipped_and_the_rest_still_counts(tmp_path):
         '{"event": "end", "status": "stopped"',  # a line cut short by a kill, no newline
     ]
     write_run(tmp_path, metrics="\n".join(lines))
-    reader = folder.EventReader(tmp_path / RUN_ID / folder.METRICS)
+    reader = events.EventReader(tmp_path / RUN_ID / folder.METRICS)
     assert reader.read_new() == [ErrorEvent("boom", 1.0)] and reader.skipped == 5
     run = ModelStore(tmp_path).get(RUN_ID)
     assert (run.status, run.error) == ("failed", "boom")
@@ -245,17 +245,17 @@ def test_junk_metric_lines_are_skipped_and_the_rest_still_counts(tmp_path):
     ({}, ("interrupted", folder.ENDED_UNSAVED)),
 ])
 def test_the_one_status_function(facts, expected):
-    events = folder.EventSummary(started=facts.get("started", False), end=facts.get("end"),
-                                 error=facts.get("error"))
+    summary = events.EventSummary(started=facts.get("started", False), end=facts.get("end"),
+                                  error=facts.get("error"))
     assert folder.run_status(record=None, live=facts.get("live", False),
-                             stop_requested=facts.get("stop_requested", False), events=events,
+                             stop_requested=facts.get("stop_requested", False), events=summary,
                              outcome=facts.get("outcome")) == expected
 
 
 def test_a_saved_record_decides_whatever_else_the_folder_says(mnist):
-    events = folder.EventSummary(error="a later error")
+    summary = events.EventSummary(error="a later error")
     assert folder.run_status(record=a_record(mnist), live=True, stop_requested=True,
-                             events=events, outcome=None) == ("finished", None)
+                             events=summary, outcome=None) == ("finished", None)
 
 
 def test_entries_that_are_not_runs_are_skipped_and_the_folder_s_own_files_ignored(tmp_path):

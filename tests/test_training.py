@@ -23,7 +23,8 @@ from mnist_core.inference import Classifier
 from mnist_core.runs import folder
 from mnist_core.runs.lease import TrainingLease
 from mnist_core.runs.store import ModelStore
-from mnist_core.training import launch, supervisor
+from mnist_core.training import lowest_priority as launch
+from mnist_core.training import supervisor
 from mnist_core.training.supervisor import JobRefused, StartFailed, Trainer
 from tests.foreign_os import tier
 

@@ -4,7 +4,7 @@ networks as the server reads them, and the visitor key of each address given (JS
 import json
 import sys
 
-from mnist_core import classroom
+from serving import classroom
 
 print(json.dumps({"networks": [str(n) for n in classroom.local_ipv6_networks()],
                   "keys": [classroom.visitor_key(address, "s") for address in sys.argv[1:]]}))

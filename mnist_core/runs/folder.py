@@ -41,7 +41,6 @@ shares (NFS, SMB).
 from __future__ import annotations
 
 import errno
-import functools
 import json
 import logging
 import os
@@ -54,16 +53,11 @@ from pathlib import Path
 
 from mnist_core import platform_os
 from mnist_core.config import TrainConfig
+from mnist_core.runs.events import EventSummary
 from mnist_core.runs.record import (
-    EndEvent,
-    ErrorEvent,
-    Event,
     RecordError,
     RunRecord,
-    StartEvent,
     Status,
-    event_to_dict,
-    parse_event,
     parse_fields,
     read_json,
 )
@@ -75,9 +69,9 @@ DEFAULT_MODELS_DIR = REPO_DIR / "models"
 
 # In a run folder
 CONFIG = "config.json"
+METRICS = "metrics.jsonl"  # the events, one a line (mnist_core.runs.events)
 WORKER_LOG = "worker.log"
 DRAWINGS = "drawings.npz"
-METRICS = "metrics.jsonl"
 STOP = "stop"
 OUTCOME = "outcome.json"
 KERAS_FILE = "model.keras"
@@ -107,8 +101,6 @@ ENDED_UNSAVED = "the training process ended before saving a model"
 RECORD_LOST = f"unreadable: no {RECORD}, though {METRICS} says the model was saved"
 DELETED_PREFIX = ".deleted-"  # a run folder being deleted: renamed first, then removed
 TEMPORARY_MAX_AGE = 60.0  # seconds: an older temporary file's writer was killed mid-write
-MAX_LINE_BYTES = 2**20  # an event is ~200 bytes: a longer "line" is junk
-MAX_METRICS_BYTES = 64 * 2**20  # a 50-epoch run writes well under 1 MB of events
 FILE_MODE = 0o644  # what every server's user may read
 
 
@@ -155,7 +147,7 @@ def snapshot_name(step: int) -> str:
 def atomic_write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
     """Write `data` to a temporary name beside `path`, then rename it: a reader sees the old
     file or the new one, never half. `durable=False` skips the fsync, for files rewritten
-    every few seconds whose loss in a power cut costs nothing (mnist_core.presence).
+    every few seconds whose loss in a power cut costs nothing (serving.presence).
     platform_os.FileLocked when another program keeps `path` open (Windows) for too long."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -258,88 +250,6 @@ def _run_dirs(root: Path) -> list[Path]:
                 if is_run_id(e.name) and e.is_dir(follow_symlinks=False)]
     except OSError:
         return []
-
-
-def append_event(path: Path, event: Event) -> None:
-    """Append one JSON line; a single write of a whole line, so readers see whole lines."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(event_to_dict(event)) + "\n")
-        f.flush()
-
-
-class EventReader:
-    """Reads the new complete lines of a metrics.jsonl on each call (a partial last line
-    waits for the next call); lines that are not valid events are counted and skipped."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.offset = 0
-        self.skipped = 0
-
-    def read_new(self, max_bytes: int = 8 * MAX_LINE_BYTES) -> list[Event]:
-        """The events of the complete lines after the last call, reading at most `max_bytes`."""
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.offset)
-                chunk = f.read(max_bytes)
-        except OSError:  # not there yet, or not a file: no events
-            return []
-        end = chunk.rfind(b"\n")
-        if end < 0:
-            if len(chunk) >= MAX_LINE_BYTES:  # no event is that long: skip it, bounded
-                self.offset += len(chunk)
-                self.skipped += 1
-            return []
-        self.offset += end + 1
-        events = []
-        for line in chunk[: end + 1].splitlines():
-            try:
-                events.append(parse_event(json.loads(line)))
-            except (ValueError, RecordError):
-                self.skipped += 1  # a damaged line must not hide the rest
-        return events
-
-
-@dataclass(frozen=True)
-class EventSummary:
-    """What a run's events say about how it ended."""
-
-    started: bool = False
-    end: EndEvent | None = None
-    error: str | None = None
-
-
-def summarize(events: list[Event], summary: EventSummary = EventSummary()) -> EventSummary:
-    started, end, error = summary.started, summary.end, summary.error
-    for event in events:
-        if isinstance(event, StartEvent):
-            started = True
-        elif isinstance(event, EndEvent):
-            end = event
-        elif isinstance(event, ErrorEvent):
-            error = event.message
-    return EventSummary(started, end, error)
-
-
-@functools.lru_cache(maxsize=256)
-def _summary_of(path: Path, size: int, mtime_ns: int) -> EventSummary:
-    reader, summary = EventReader(path), EventSummary()
-    while reader.offset < min(size, MAX_METRICS_BYTES):
-        before = reader.offset
-        summary = summarize(reader.read_new(), summary)
-        if reader.offset == before:
-            break  # a last line without its newline
-    return summary
-
-
-def read_summary(run_dir: Path) -> EventSummary:
-    """The summary of a run's metrics.jsonl, re-read only when the file changed."""
-    path = run_dir / METRICS
-    try:
-        stat = path.stat()
-    except OSError:
-        return EventSummary()
-    return _summary_of(path, stat.st_size, stat.st_mtime_ns)
 
 
 @dataclass(frozen=True)

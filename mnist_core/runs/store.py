@@ -32,7 +32,7 @@ from pathlib import Path
 
 from mnist_core import platform_os
 from mnist_core.config import TrainConfig
-from mnist_core.runs import folder
+from mnist_core.runs import events, folder
 from mnist_core.runs.lease import TrainingLease
 from mnist_core.runs.record import (
     ACTIVE_STATUSES,
@@ -356,10 +356,11 @@ class ModelStore:
             return Run(path.name, path, "unreadable", parsed.config,
                        error=f"unreadable: {parsed.error}")
         if parsed.record is not None:  # the record decides (run_status): read nothing else
-            evidence = {"stop_requested": False, "events": folder.EventSummary(), "outcome": None}
+            evidence = {"stop_requested": False, "events": events.EventSummary(), "outcome": None}
         else:
             evidence = {"stop_requested": (path / folder.STOP).exists(),
-                        "events": folder.read_summary(path), "outcome": folder.read_outcome(path)}
+                        "events": events.read_summary(path / folder.METRICS),
+                        "outcome": folder.read_outcome(path)}
         status, why = folder.run_status(record=parsed.record, live=path.name == live_id,
                                         **evidence)
         return Run(path.name, path, status, parsed.config, record=parsed.record, error=why)

@@ -33,7 +33,7 @@ from mnist_core.drawings import Drawings
 from mnist_core.evaluate import evaluation
 from mnist_core.inside import WEIGHTS_FILE
 from mnist_core.models import OPTIMIZER_CLASSES, layers_of, warmup_steps
-from mnist_core.runs import folder
+from mnist_core.runs import events, folder
 from mnist_core.runs.record import (
     BatchEvent,
     EndEvent,
@@ -44,7 +44,7 @@ from mnist_core.runs.record import (
     read_config,
 )
 from mnist_core.skeleton import thin
-from mnist_core.training.launch import threads_asked
+from mnist_core.training.lowest_priority import threads_asked
 from mnist_core.training.snapshots import FeatureSnapshots, export_weights, sample_indices
 
 # How often batch metrics are written: enough for a smooth live chart, few enough lines
@@ -288,7 +288,7 @@ class LiveMetrics(keras.callbacks.Callback):
         if now - self.last_write >= BATCH_EVENT_SECONDS or batch + 1 == self.steps:
             self.last_write = now
             # Keras reports the running mean over the epoch so far.
-            folder.append_event(self.metrics, BatchEvent(
+            events.append_event(self.metrics, BatchEvent(
                 epoch=self.epoch, batch=batch + 1, step=self.epoch * self.steps + batch + 1,
                 loss=float(logs["loss"]), accuracy=float(logs["accuracy"]), t=now))
         if self.stop_file.exists():
@@ -300,7 +300,7 @@ class LiveMetrics(keras.callbacks.Callback):
         self.epochs_completed += complete
         values = {key: float(logs[key]) for key in ("loss", "accuracy", "val_loss", "val_accuracy")
                   if logs and key in logs}
-        folder.append_event(self.metrics, EpochEvent(
+        events.append_event(self.metrics, EpochEvent(
             epoch=epoch, complete=complete, seconds=time.time() - self.epoch_start,
             t=time.time(), **values))
 
@@ -400,7 +400,7 @@ def train(run_dir: Path) -> RunRecord | None:
     if config.fine_tune_from:
         data, fine_tune = add_drawings(run_dir, config, data)
 
-    folder.append_event(metrics, StartEvent(
+    events.append_event(metrics, StartEvent(
         device=devices.device, device_kind=devices.device_kind,
         strategy=type(devices.strategy).__name__, precision=precision,
         steps_per_epoch=config.steps_per_epoch(), t=time.time()))
@@ -421,7 +421,7 @@ def train(run_dir: Path) -> RunRecord | None:
     history, fit_seconds = fit(model, data, config, [callback, snapshots])
     status = "stopped" if callback.stop_requested else "finished"
     if callback.epochs_completed == 0:
-        folder.append_event(metrics, EndEvent(status=status, saved=False, t=time.time()))
+        events.append_event(metrics, EndEvent(status=status, saved=False, t=time.time()))
         return None
 
     # Serve and save float32 weights whatever the training precision: ONNX Runtime's CPU
@@ -450,6 +450,6 @@ def train(run_dir: Path) -> RunRecord | None:
         fine_tune=result,
     )
     folder.atomic_write_json(run_dir / folder.RECORD, record.to_dict())
-    folder.append_event(metrics, EndEvent(status=status, saved=True, t=time.time(),
+    events.append_event(metrics, EndEvent(status=status, saved=True, t=time.time(),
                                           val_accuracy=record.evaluation.accuracy))
     return record

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mnist_core.config import TrainConfig
 from mnist_core.runs import folder
+from mnist_core.runs.events import EventReader, EventSummary, summarize
 from mnist_core.runs.lease import LeaseInfo, TrainingLease
 from mnist_core.runs.record import (
     ACTIVE_STATUSES,
@@ -83,8 +84,8 @@ class _Followed:
         self.run_dir = run_dir
         self.config = config
         self.started = started
-        self.reader = folder.EventReader(run_dir / folder.METRICS)
-        self.summary = folder.EventSummary()
+        self.reader = EventReader(run_dir / folder.METRICS)
+        self.summary = EventSummary()
         self.start: StartEvent | None = None
         self.batches: list[BatchEvent] = []
         self.epochs: list[EpochEvent] = []
@@ -93,7 +94,7 @@ class _Followed:
 
     def read(self) -> None:
         events = self.reader.read_new()
-        self.summary = folder.summarize(events, self.summary)
+        self.summary = summarize(events, self.summary)
         for event in events:
             self.last_event = event.t
             if isinstance(event, StartEvent):

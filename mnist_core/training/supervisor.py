@@ -27,15 +27,15 @@ from pathlib import Path
 from mnist_core import platform_os
 from mnist_core.config import TrainConfig
 from mnist_core.devices import cannot_train
-from mnist_core.runs import folder
+from mnist_core.runs import events, folder
 from mnist_core.runs.lease import LeaseBusy, LeaseInfo, TrainingLease
 from mnist_core.runs.store import KEEP_FAILED_RUNS, ModelStore
 from mnist_core.training.follow import Follower, Snapshot
-from mnist_core.training.launch import WORKER_THREADS_ENV, usable_cores
+from mnist_core.training.lowest_priority import WORKER_THREADS_ENV, usable_cores
 
 log = logging.getLogger(__name__)
 WORKER_MODULE = "mnist_core.training.worker"
-LAUNCHER = "mnist_core.training.launch"  # lowest priority first, for every thread
+LAUNCHER = "mnist_core.training.lowest_priority"  # lowest priority first, for every thread
 EXIT_GRACE_SECONDS = 60  # after a worker lets the lease go, it has this long to exit
 
 
@@ -238,7 +238,7 @@ class Trainer:
                 return
             code = process.returncode
             run_dir = self.root / run_id
-            summary = folder.read_summary(run_dir)
+            summary = events.read_summary(run_dir / folder.METRICS)
             if code != 0 and not (summary.end or summary.error or folder.read_outcome(run_dir)):
                 if code < 0:
                     folder.write_outcome(run_dir, "interrupted",

@@ -1,7 +1,7 @@
 """The training worker process: `python -m mnist_core.training.worker MODELS/.RUN_ID`.
 
 Started by `mnist_core.training.supervisor.Trainer` with a prepared run folder, through
-`mnist_core.training.launch`, which has already made it the machine's lowest-priority
+`mnist_core.training.lowest_priority`, which has already made it the machine's lowest-priority
 process (thirty students' predictions come before a few percent of training speed). Then:
 1. take the models folder's training lease (lease.py) and keep it for life;
 2. publish who it is (training.json) and give the run folder its visible name;
@@ -20,7 +20,7 @@ import traceback
 from pathlib import Path
 
 from mnist_core import platform_os
-from mnist_core.runs import folder
+from mnist_core.runs import events, folder
 from mnist_core.runs.lease import LeaseBusy, TrainingLease
 from mnist_core.runs.record import ErrorEvent, RecordError, read_config
 
@@ -57,7 +57,7 @@ def train_logged(run_dir: Path) -> int:
         fit.train(run_dir)
     except Exception as exc:
         traceback.print_exc()
-        folder.append_event(run_dir / folder.METRICS,
+        events.append_event(run_dir / folder.METRICS,
                             ErrorEvent(f"{type(exc).__name__}: {exc}", time.time()))
         return 1
     return 0

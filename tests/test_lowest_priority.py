@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mnist_core.training import launch
-from mnist_core.training.launch import WORKER_THREADS_ENV
+from mnist_core.training import lowest_priority as launch
+from mnist_core.training.lowest_priority import WORKER_THREADS_ENV
 from mnist_core.training.supervisor import worker_threads
 
 pytestmark = pytest.mark.unit

@@ -1,4 +1,4 @@
-"""`python -m mnist_core.training.launch MODULE ARGS...`: run MODULE as the lowest-priority
+"""`python -m mnist_core.training.lowest_priority MODULE ARGS...`: run MODULE as the lowest-priority
 process of the machine, every thread of it.
 
 A thread's scheduling policy and niceness are inherited by the threads it starts, so they
