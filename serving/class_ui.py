@@ -105,8 +105,9 @@ def gallery(result: DrawingsResult) -> None:
     except DrawingStoreError as exc:
         st.error(str(exc))
         return
-    title = "Gallery: the drawings, mistakes first" + (f" ({len(hidden)} hidden)" if hidden else "")
-    with st.expander(title, expanded=False, icon=":material/photo_library:"):
+    # The same label whatever is hidden: a new label would be a new expander, closed again.
+    with st.expander("Gallery: the drawings, mistakes first", expanded=False,
+                     icon=":material/photo_library:"):
         digit = st.selectbox("Digit", ["all", *range(10)], key="class_digit")
         order = [i for i in result.mistakes_first if int(result.ids[i]) not in hidden]
         if digit != "all":
