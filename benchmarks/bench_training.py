@@ -10,8 +10,8 @@
    machine's other load rather than the two fits.
 3. With `--cnn`, instead of the two: the fast CNN's recipe (`TrainConfig.fast_cnn()`) against the keras-io CNN
    trained to the same accuracy (batch 128, Adam 0.002 with the app's schedule, up to 15
-   epochs), both through the worker: the time each took to first reach the fast CNN's final
-   validation accuracy (fit seconds, epoch by epoch, validation included).
+   epochs), both through the worker: the time each took to first reach the lower of their
+   two final validation accuracies (fit seconds, epoch by epoch, validation included).
 `--precision float32` trains as on a CPU without bfloat16 instructions. Prints fit seconds,
 validation accuracy, the ratios of each repeat and their median, and the load average.
 Training time varies on shared machines: compare the figures of one run, not across runs.
@@ -51,7 +51,9 @@ class AppFit:
     def seconds_to(self, accuracy: float) -> float | None:
         """Fit seconds until an epoch's validation accuracy first reached `accuracy`."""
         reached = zip(self.epoch_ends, self.record.history["val_accuracy"], strict=True)
-        return next((t for t, a in reached if a >= accuracy - 1e-9), None)
+        # Half a validation image of tolerance: the record's accuracy is counted from the
+        # saved model's predictions, the history's by Keras in float32.
+        return next((t for t, a in reached if a >= accuracy - 0.5e-4), None)
 
 
 def notebook_fit() -> tuple[float, float]:
@@ -118,21 +120,19 @@ def fast_cnn_against_keras_cnn(precision: str, repeats: int) -> None:
     for repeat in range(repeats):
         fast = app_fit(replace(TrainConfig.fast_cnn(), precision=precision, seed=repeat))
         keras_cnn = app_fit(replace(KERAS_CNN, precision=precision, seed=repeat))
-        target = fast.accuracy
+        # The accuracy both reached (the keras-io CNN may end below the fast CNN).
+        target = min(fast.accuracy, keras_cnn.accuracy)
         fast_to, keras_to = fast.seconds_to(target), keras_cnn.seconds_to(target)
         print(f"[{repeat + 1}] fast_cnn (recipe, {fast.record.precision}): fit "
-              f"{fast.record.fit_seconds:6.1f} s  val_accuracy {target:.4f}  99.3% at "
-              f"{fast.seconds_to(0.993) or '-'} s", flush=True)
+              f"{fast.record.fit_seconds:6.1f} s  val_accuracy {fast.accuracy:.4f}  99.3% at "
+              f"{fast.seconds_to(0.993) or '-'} s  {target:.4f} at {fast_to:.1f} s", flush=True)
         print(f"[{repeat + 1}] keras-io cnn (batch 128, 15 epochs): fit "
               f"{keras_cnn.record.fit_seconds:6.1f} s  val_accuracy {keras_cnn.accuracy:.4f}  "
-              f"reached {target:.4f} at {keras_to if keras_to else 'never'} s   {load()}",
+              f"{target:.4f} at {keras_to:.1f} s   {load()}", flush=True)
+        ratios.append(keras_to / fast_to)
+        print(f"[{repeat + 1}] to {target:.4f}: fast_cnn {keras_to / fast_to:.1f}x faster",
               flush=True)
-        if keras_to:
-            ratios.append(keras_to / fast_to)
-            print(f"[{repeat + 1}] to {target:.4f}: fast_cnn {keras_to / fast_to:.1f}x faster",
-                  flush=True)
-    if ratios:
-        print(f"fast_cnn speed-up at the same accuracy, median: {statistics.median(ratios):.1f}x")
+    print(f"fast_cnn speed-up at the same accuracy, median: {statistics.median(ratios):.1f}x")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -97,6 +97,38 @@ def test_input_gradient_matches_finite_differences(model):
     np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-7)
 
 
+def fast_cnn_arrays(net: inside.Network) -> dict:
+    """The arrays of a network with batch norms, as Keras saves them (gamma, beta, moving
+    mean and variance), giving the same scale and shift."""
+    out = arrays_of(net)
+    for layer in net.layers:
+        if layer.kind == "BatchNormalization":
+            epsilon = layer.settings.get("epsilon", 1e-3)
+            for name, value in (("gamma", layer.scale), ("beta", layer.shift),
+                                ("moving_mean", np.zeros_like(layer.scale)),
+                                ("moving_variance", np.full_like(layer.scale, 1 - epsilon))):
+                out[inside.weight_key(layer.index, layer.kind, name)] = value
+    return {key: value for key, value in out.items() if value is not None}
+
+
+@unit
+def test_batch_norms_round_trip_and_broken_ones_raise_a_clear_error(tmp_path):
+    net = random_net("fast_cnn")
+    arrays = fast_cnn_arrays(net)
+    loaded = inside.load_network(save_weights(tmp_path / "w.npz", "fast_cnn", arrays))
+    x = np.random.default_rng(0).random((2, NUM_PIXELS), np.float32)
+    np.testing.assert_allclose(loaded.predict_proba(x), net.predict_proba(x), atol=1e-6)
+    key = inside.weight_key(3, "BatchNormalization", "moving_variance")
+    for change, words in (
+            (lambda a: a.pop(key), "the array 3/BatchNormalization/moving_variance is missing"),
+            (lambda a: a.update({key: -a[key]}), "moving_variance holds negative values"),
+            (lambda a: a.update({key: a[key][:5]}), "moving_variance has shape (5,), expected (16,)")):
+        broken = dict(arrays)
+        change(broken)
+        with pytest.raises(InsideError, match=re.escape(words)):
+            inside.load_network(save_weights(tmp_path / "b.npz", "fast_cnn", broken))
+
+
 @unit
 def test_weights_round_trip_through_a_file(tmp_path):
     net = random_net("cnn")

@@ -116,8 +116,8 @@ class Network:
             if spec.kind == "BatchNormalization":
                 keys = [weight_key(index, spec.kind, name) for name in NORM_ARRAYS]
                 expected_keys.update(keys)
-                scale, shift = norm_scale_shift(settings, [checked_array(arrays, key, where) for key in keys],
-                                     shape, where)
+                saved = [checked_array(arrays, key, where) for key in keys]
+                scale, shift = norm_scale_shift(settings, saved, shape, where)
             if spec.kind in ("Dense", "Conv2D"):
                 kernel = checked_array(arrays, weight_key(index, spec.kind, "kernel"), where)
                 expected_keys.add(weight_key(index, spec.kind, "kernel"))
