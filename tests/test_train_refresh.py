@@ -82,8 +82,10 @@ def test_an_idle_page_picks_up_a_training_started_elsewhere(classroom, browser):
 
 
 async def refreshes_in_a_class(url: str, others: int) -> list[float]:
-    """A student's refreshes on /Train while `others` more browsers are connected."""
-    sockets = [await wire.connect(url).__aenter__() for _ in range(others)]
+    """A student's refreshes on /Train while `others` more students' browsers are connected,
+    each from an address of its own (127.0.0.2, ...), as a class's phones are."""
+    sockets = [await wire.connect(url, local_addr=(f"127.0.{k // 250}.{k % 250 + 2}", 0)
+                                  ).__aenter__() for k in range(others)]
     try:
         return await refreshes(url)
     finally:
