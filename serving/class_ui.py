@@ -261,7 +261,7 @@ def fine_tune(run: Run, result: DrawingsResult) -> None:
         drawings = fine_tune_data()
         if drawings is not None and ui.start_training(config, drawings):
             st.success("Fine-tuning started.")
-        st.page_link("pages/2_Train.py", label="Watch it on the Train page",
+        st.page_link("app_pages/2_Train.py", label="Watch it on the Train page",
                      icon=":material/monitoring:")
 
 

@@ -119,6 +119,12 @@ def unsure_html(unsure: tuple[int, float] | None) -> str:
             "Try drawing it larger or more like a printed digit.</div>")
 
 
+def remember_last_drawing(steps: Steps) -> None:
+    """The visitor's last drawing as the model saw it, (1, 784) float32: the Inside page
+    offers it (and checks it there, as any session value)."""
+    st.session_state.draw_last_x = steps.x
+
+
 def remember_my_drawing(drawing_id: int) -> None:
     """This session's own drawings (the newest MY_DRAWINGS_KEPT), for Class drawings."""
     mine = st.session_state.setdefault("draw_my_ids", [])

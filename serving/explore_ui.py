@@ -53,6 +53,12 @@ def image_from_link() -> None:
     st.session_state.explore_index = ui.whole_number(params.get("index"), size) or 0
 
 
+def keep_index_within(size: int) -> None:
+    """The index widget's value stays a valid index of the split shown (x_valid is the
+    smaller: an index of x_train may not exist there)."""
+    st.session_state.explore_index = min(st.session_state.explore_index, size - 1)
+
+
 def image_to_link() -> None:
     st.query_params.update(split=st.session_state.explore_split,
                            index=str(st.session_state.explore_index))

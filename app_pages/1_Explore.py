@@ -31,7 +31,7 @@ split = pick[0].radio("Split", list(splits), key="explore_split", horizontal=Tru
                       on_change=explore_ui.image_to_link)
 x, y = splits[split]
 label_name = explore_ui.label_name(split)
-st.session_state.explore_index = min(st.session_state.explore_index, len(x) - 1)
+explore_ui.keep_index_within(len(x))
 index = pick[1].number_input("Index", min_value=0, max_value=len(x) - 1, step=1,
                              key="explore_index", on_change=explore_ui.image_to_link)
 image = x[index]

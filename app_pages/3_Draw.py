@@ -51,7 +51,7 @@ def drawing_panel() -> None:
     steps = canvas.steps
     probabilities = classifier.predict_proba(steps.x)[0]
     digit = int(np.argmax(probabilities))
-    st.session_state.draw_last_x = steps.x  # (1, 784) float32: the Inside page shows it
+    draw_ui.remember_last_drawing(steps)
     with right:
         # As few elements as can show it: each one is a message through the server for every
         # stroke of every visitor.

@@ -26,7 +26,7 @@ runs = {run.run_id: run for run in scan.usable}
 if not runs:
     st.warning("**There is no trained model yet.** Train one on the Train page (about ten "
                "seconds), then come back to look inside it.")
-    st.page_link("pages/2_Train.py", label="Train a model", icon=":material/monitoring:")
+    st.page_link("app_pages/2_Train.py", label="Train a model", icon=":material/monitoring:")
     inside_ui.watch_section(None)
     st.stop()
 
