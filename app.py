@@ -1,9 +1,9 @@
 """The MNIST classroom: `streamlit run app.py` (or `./run app`).
 
 An `st.App` whose main script, router.py, opens the page a URL names: Home is home.py and the
-lesson's pages are in app_pages/. In front of Streamlit sits
-the classroom's edge (serving.edge: what a student's connection may send, checked before
-Streamlit parses it); serving.server_start sets up each server process.
+lesson's pages are in app_pages/. In front of Streamlit sits the classroom's edge
+(serving.edge: what a student's connection may send, checked before Streamlit parses it);
+serving.server_start sets up each server process.
 """
 
 import streamlit as st
