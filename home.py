@@ -6,7 +6,7 @@ import datetime
 import streamlit as st
 
 from mnist_core.devices import training_device
-from serving import classroom_ui, roles, ui
+from serving import classroom_ui, navigation, roles, ui
 
 ui.page_setup("Home", ":material/home:")
 
@@ -69,21 +69,7 @@ if snap.active:
 st.divider()
 st.subheader("Pages")
 
-PAGES = [
-    ("pages/1_Explore.py", "**Explore** the data", ":material/search:",
-     "Shapes, pixel values, 40-sample grids, the notebook's preparation steps."),
-    ("pages/2_Train.py", "**Train** it live", ":material/monitoring:",
-     "The notebook's network (or a CNN), live loss and accuracy, mistakes, history."),
-    ("pages/3_Draw.py", "**Draw** a digit", ":material/edit:",
-     "Your drawing, turned into an MNIST image step by step, and the prediction."),
-    ("pages/4_Class_drawings.py", "**Class drawings**", ":material/groups:",
-     "Accuracy on what the class drew, next to MNIST; fine-tune on the drawings."),
-    ("pages/5_Inside_the_network.py", "**Inside** the network", ":material/neurology:",
-     "Layer by layer: what the units learned, why this digit, and how to fool it."),
-]
-for column, (path, label, icon, caption) in zip(st.columns(len(PAGES)), PAGES, strict=True):
-    column.page_link(path, label=label, icon=icon)
-    column.caption(caption)
+navigation.home_links()
 if roles.is_teacher():
     ui.show_skipped(scan)
 

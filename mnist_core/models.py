@@ -2,7 +2,7 @@
 
 Nothing here imports TensorFlow or Keras, so the app can show a model's layers, shapes,
 parameter counts and the equivalent notebook code without loading them. The worker turns
-the same layer list into a `keras.Sequential` (`mnist_core.keras_build`).
+the same layer list into a `keras.Sequential` (`mnist_core.training.fit.build_model`).
 """
 
 from __future__ import annotations

@@ -112,6 +112,17 @@ def per_class_comparison_chart(series: dict[str, list[float]]) -> alt.Chart:
     ).properties(height=260)
 
 
+def per_class_accuracy_chart(per_class_accuracy) -> alt.Chart:
+    """One model's accuracy on each digit, a bar per digit."""
+    frame = pd.DataFrame({"digit": [str(d) for d in range(NUM_CLASSES)],
+                          "accuracy": [float(a) for a in per_class_accuracy]})
+    return alt.Chart(frame).mark_bar().encode(
+        x=alt.X("digit:N", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("accuracy:Q"),
+        tooltip=["digit", alt.Tooltip("accuracy:Q", format=".1%")],
+    )
+
+
 # Points per series sent to each watching browser every second, whatever the run's length:
 # 300 float32 pairs are ~2.4 kB, and a chart 300 pixels wide shows no more.
 MAX_CHART_POINTS = 300

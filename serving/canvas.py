@@ -1,4 +1,5 @@
-"""The drawing canvas of the Draw and Inside pages, read safely, with a Clear button.
+"""The drawing canvas of the Draw and Inside pages, read safely, with a Clear button, and
+turned into the MNIST steps (`canvas_steps`).
 
 What the browser sends is outside input: `mnist_core.canvas_input.decode_canvas` accepts
 only a PNG data URL no larger than the canvas at 4x pixel ratio. Anything else, including a
@@ -8,11 +9,13 @@ component value crafted to break the canvas package itself, is `UnreadableDrawin
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
 
 from mnist_core.canvas_input import UnreadableDrawing, decode_canvas
+from mnist_core.preprocess import NOTHING_DRAWN, EmptyDrawing, Steps, mnist_steps
 
 CANVAS_SIZE = 280  # CSS pixels: the canvas, square
 log = logging.getLogger(__name__)
@@ -51,3 +54,33 @@ def digit_canvas(key: str, stroke_width: int) -> np.ndarray | None:
     except UnreadableDrawing as exc:
         log.warning("Refused a drawing: %s", getattr(exc, "reason", exc))
         raise
+
+
+@dataclass(frozen=True)
+class CanvasSteps:
+    """What the canvas holds: the drawing and its MNIST steps, or why there are none.
+
+    `drawing` is the (H, W, 4) uint8 canvas (None before the first stroke or when
+    unreadable); `steps` its MNIST steps, None when `hint` says why (nothing or too little
+    drawn; or, with `unreadable`, what the browser sent could not be read)."""
+
+    drawing: np.ndarray | None
+    steps: Steps | None
+    hint: str | None = None
+    unreadable: bool = False
+
+
+def canvas_steps(key: str, stroke_width: int) -> CanvasSteps:
+    """The canvas and its Clear button, read and turned into the MNIST steps."""
+    try:
+        drawing = digit_canvas(key, stroke_width)
+    except UnreadableDrawing as exc:
+        clear_button(key)
+        return CanvasSteps(None, None, str(exc), unreadable=True)
+    clear_button(key)
+    if drawing is None:
+        return CanvasSteps(None, None, NOTHING_DRAWN)
+    try:
+        return CanvasSteps(drawing, mnist_steps(drawing))
+    except EmptyDrawing as hint:
+        return CanvasSteps(drawing, None, str(hint))

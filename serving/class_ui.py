@@ -1,24 +1,33 @@
 """The Class drawings page's shared work: the current model measured on every drawing (once
 per model and per change of the drawings, for all visitors), and the teacher's actions on
-the collection, each checking the role where it acts."""
+the collection, each checking the role where it acts; and the page's teacher panels."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from mnist_core import plots
+from mnist_core.config import BOUNDS, TrainConfig
 from mnist_core.data import flatten, normalize
-from mnist_core.drawings import DrawingStoreError, export_idx_zip, export_npz
+from mnist_core.drawings import (
+    DrawingStoreError,
+    collection_enabled,
+    export_idx_zip,
+    export_npz,
+)
 from mnist_core.evaluate import Evaluation, evaluation
-from mnist_core.runs.store import Run
+from mnist_core.runs.store import Run, Scan
 from serving import roles, ui
 
 PREDICT_BATCH = 4096  # drawings per ONNX call: bounded memory whatever the collection
 GALLERY_SIZE = 40  # drawings a page of the gallery shows
 GALLERY_COLUMNS = 8
+OWN_SHOWN = 24  # a student's own drawings shown, newest first
+FINE_TUNE_MAX_EPOCHS = 10  # a fine-tune continues a trained run: a few epochs are enough
 GALLERY_PICTURE = 56  # CSS pixels a drawing is shown at: small, on a projector too
 
 
@@ -173,3 +182,101 @@ def fine_tune_data() -> bytes | None:
     except DrawingStoreError as exc:
         st.error(str(exc))
         return None
+
+
+def collecting_switch() -> None:
+    """The teacher's switch for saving the class's labelled drawings."""
+    if not collection_enabled():
+        st.info("Collecting drawings is turned off on this server (`MNIST_COLLECT_DRAWINGS=0`). "
+                "Drawings already collected are shown below.")
+        return
+    try:
+        on = ui.drawing_store().collecting()
+    except DrawingStoreError as exc:
+        st.error(str(exc))
+        return
+    st.toggle("Collect the class's drawings", value=on, key=f"class_collecting_{on}",
+              on_change=lambda: set_collecting(not on),
+              help="Pause it and the Draw page still predicts, but labels are not saved.")
+
+
+def own_drawings() -> None:
+    """A student's own drawings, from this session."""
+    mine = st.session_state.get("draw_my_ids", [])[-OWN_SHOWN:][::-1]
+    st.subheader("Your drawings")
+    if not mine:
+        st.caption("The digits you label on the Draw page appear here.")
+        return
+    store = ui.drawing_store()
+    pictures = [(png, f"#{i}") for i in mine if (png := store.thumbnail(i)) is not None]
+    st.image([p for p, _ in pictures], caption=[c for _, c in pictures], width=70)
+
+
+def export_and_delete(count: int) -> None:
+    """The teacher's export of the drawings, and deletion of one or all of them."""
+    with st.expander("Export or delete drawings"):
+        exports = st.columns(2)
+        for column, kind, label in ((exports[0], "npz", "Prepare mnist.npz"),
+                                    (exports[1], "idx", "Prepare IDX files (zip)")):
+            column.button(label, key=f"class_prepare_{kind}", on_click=prepare_export,
+                          args=(kind,), help="held-out drawings as x_test / y_test")
+        prepared = st.session_state.get("class_export")
+        if prepared:
+            kind, exported = prepared
+            file_name, mime, _ = EXPORTS[kind]
+            st.download_button(f"Download {file_name}", exported, file_name=file_name, mime=mime,
+                               on_click="ignore")
+        drawing_id = st.number_input("Drawing #", min_value=1, step=1, key="class_delete_id")
+        png = ui.drawing_store().thumbnail(int(drawing_id))
+        if png is None:
+            st.caption("No drawing with this number.")
+        else:
+            st.image(png, caption="the drawing as it was drawn", width=140)
+            st.button("Delete this drawing", icon=":material/delete:", key="class_delete",
+                      on_click=delete_drawing, args=(int(drawing_id),))
+        sure = st.checkbox(f"I want to delete all {count:,} drawings", key="class_delete_all_sure")
+        st.button("Delete all drawings", disabled=not sure, type="primary",
+                  on_click=delete_all)
+
+
+def fine_tune(run: Run, result: DrawingsResult) -> None:
+    """The teacher continues training the current model on MNIST plus the drawings."""
+    st.header("Fine-tune on the class's drawings")
+    used = len(result.labels) - result.holdout
+    st.markdown(
+        f"Continue training **{run.run_id}** ({run.config.model}) on MNIST plus the **{used}** "
+        f"drawings, with **{result.holdout}** held out (every 5th) to measure the gain. It runs "
+        "as a normal training: watch it live on the Train page, stop it there, and it is saved "
+        "as a new run that remembers its parent.")
+    settings = st.columns(3)
+    epochs = settings[0].slider("Epochs", BOUNDS["epochs"][0], FINE_TUNE_MAX_EPOCHS, 2,
+                                key="class_epochs")
+    learning_rate = settings[1].number_input("Learning rate", *BOUNDS["learning_rate"], 0.0005,
+                                             format="%.5f", key="class_learning_rate")
+    augment = settings[2].checkbox("Augment (rotate, scale, slant, shift)", value=True,
+                                   key="class_augment")
+    if st.button("Fine-tune", type="primary", icon=":material/model_training:",
+                 disabled=used == 0):
+        config = TrainConfig(model=run.config.model, epochs=epochs, learning_rate=learning_rate,
+                             augment=augment, fine_tune_from=run.run_id, origin="fine_tune")
+        drawings = fine_tune_data()
+        if drawings is not None and ui.start_training(config, drawings):
+            st.success("Fine-tuning started.")
+        st.page_link("app_pages/2_Train.py", label="Watch it on the Train page",
+                     icon=":material/monitoring:")
+
+
+def fine_tuned_runs(scan: Scan) -> None:
+    """The fine-tuned runs: what each used and held out, and the held-out accuracy it won."""
+    tuned = [r for r in scan.usable if r.record.fine_tune]
+    if tuned:
+        st.subheader("Fine-tuned runs")
+        st.dataframe(pd.DataFrame([{
+            "run": r.run_id,
+            "parent": r.record.parent,
+            "drawings used": r.record.fine_tune.drawings_train,
+            "held out": r.record.fine_tune.drawings_holdout,
+            "held-out accuracy before": r.record.fine_tune.accuracy_before,
+            "held-out accuracy after": r.record.fine_tune.accuracy_after,
+            "MNIST validation": r.val_accuracy,
+        } for r in tuned]), hide_index=True, width="stretch")

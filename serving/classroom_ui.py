@@ -60,7 +60,7 @@ def join_panel() -> None:
         st.markdown(f"### Students join at **{urls[0]}**")
         if len(urls) > 1:
             st.caption("This computer is also at " + ", ".join(f"`{u}`" for u in urls[1:]))
-        st.page_link("pages/6_Join.py", label="Presenter view: the QR code full screen",
+        st.page_link("app_pages/6_Join.py", label="Presenter view: the QR code full screen",
                      icon=":material/fullscreen:")
         presence()
 

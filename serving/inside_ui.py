@@ -1,4 +1,5 @@
-"""What the "Inside the network" page shares across visitors: weights, pictures, snapshots.
+"""What the "Inside the network" page shares across visitors (weights, pictures, snapshots),
+and its sections that show them (the first layer's units, the features forming).
 
 The weights of a run are loaded once per server (`st.cache_resource`, a handful of runs).
 Everything shown for one input is computed once per distinct input and kept, bounded, by
@@ -19,10 +20,14 @@ import streamlit as st
 from mnist_core import inside, inside_plots
 from mnist_core.data import NUM_PIXELS
 from mnist_core.inside import InsideError, Network, Sample, Snapshot
+from serving import ui
 
 if TYPE_CHECKING:
     from mnist_core.runs.store import Run
 
+UNITS_PER_PAGE = 64
+CHANGED, WHOLE = "what training changed", "the whole weights"
+LIVE_EVERY = 1.0  # seconds between two refreshes of the snapshots while a training runs
 NO_WEIGHTS = "This run has no saved weights: train a new one to look inside it."
 
 
@@ -216,3 +221,106 @@ def snapshot_pictures(run_dir: str, listing: tuple, step: int,
 def _share_right(snapshot: Snapshot, sample: Sample) -> float:
     count = min(len(sample.labels), len(snapshot.probabilities))
     return float((snapshot.probabilities[:count].argmax(axis=1) == sample.labels[:count]).mean())
+
+
+def watch_features_form(run_dir: Path, live: bool) -> None:
+    """The snapshots the worker saved while training: a slider, or the newest while live."""
+    found = snapshots(run_dir)
+    if not found.items:
+        st.info("Nothing to show yet: snapshots appear after the first batch of a training."
+                if live else "This run has no snapshots: it was trained before they were "
+                "saved. Train a new one (5 seconds are enough) to watch its features form.")
+        return
+    steps = [s.step for s in found.items]
+    if live:
+        step = steps[-1]
+        st.caption(f":material/radio_button_checked: Live: a training is running, this is "
+                   f"its newest snapshot, after {step} batches.")
+    else:
+        step = st.select_slider("After how many batches", steps, value=steps[-1],
+                                key=f"inside_step_{run_dir.name}")
+    shown = next(s for s in found.items if s.step == step)
+    left, right = st.columns([1, 1.3], gap="large")
+    with left:
+        view = st.radio("Show", [CHANGED, WHOLE], key="inside_snapshot_view", horizontal=True,
+                        help="The random starting weights hide what was learned: the change "
+                             "since the start shows it.")
+    units, predictions = snapshot_pictures(found.run_dir, found.listing, step, view == CHANGED)
+    kind = "units" if shown.layer.startswith("dense") else "filters"
+    what = "change since the start" if view == CHANGED else "weights"
+    left.html(inside_plots.figure(
+        units, f"{len(shown.units)} {kind} of {shown.layer}: {what}",
+        f"after {step} batches ({shown.epoch:.2f} epochs). Red: up, blue: down.",
+        width=300, alt=f"first-layer {kind} after {step} batches"))
+    with right:
+        if predictions:
+            st.markdown("**Its predictions on the same 40 validation images** "
+                        "(green: right, red: wrong)")
+            st.html(predictions)
+        if len(found.accuracy()) > 1:
+            st.altair_chart(inside_plots.growth_chart(found.accuracy(), step))
+    if found.skipped:
+        st.caption(f"Skipped unreadable files: {', '.join(found.skipped[:5])}")
+
+
+def watch_section(run: Run | None) -> None:
+    """Watch the features form: the live training's snapshots, refreshed while it runs,
+    else those of `run`."""
+    st.header("Watch the features form", divider="gray")
+    training = ui.trainer().snapshot()
+    live = training.active and training.run_id is not None
+    run_dir = ui.store().root / training.run_id if live else run.path if run else None
+    if run_dir is None:
+        st.info("Train a model to watch its features form.")
+        return
+
+    @st.fragment(run_every=ui.refresh_every(LIVE_EVERY) if live else None)
+    def panel():
+        if live and not ui.trainer().snapshot().active:
+            st.rerun()  # the training ended: show the saved run with its slider
+        watch_features_form(run_dir, live)
+
+    panel()
+
+
+def units_view_choice(has_start: bool) -> None:
+    if has_start:
+        st.radio("Show", [CHANGED, WHOLE], key="inside_units_view", horizontal=True,
+                 help="Training starts from random weights, which hide the pattern; what it "
+                      "changed is what it learned. The outputs always use the whole weights.")
+
+
+def units_section(key: tuple[str, float], start: tuple[str, float] | None, units_html: str,
+                  has_start: bool) -> None:
+    """What the first layer's units (or filters) look for, the most active on this input
+    first (`units_html`), then all of them."""
+    first = network(key).first_kernel_layer
+    if first.kind != "Dense":
+        st.markdown(f"Each filter of `{first.name}` is a 3x3 patch of weights slid over the "
+                    "image: **red** where ink raises its output, **blue** where ink lowers it. "
+                    "Its feature map lights up where the image looks like the filter. The "
+                    "filters most active on this input, each next to its map:")
+        units_view_choice(has_start)
+        st.html(units_html)
+        st.html(inside_plots.figure(filters_image(key, start), f"all {first.kernel.shape[-1]} "
+                                    f"filters of {first.name}", "one shared scale", width=400))
+        st.caption("The next convolution's filters each look at all the maps of this one at "
+                   "once: too many numbers to draw as pictures, so see their maps above.")
+        return
+    st.markdown(f"Each unit of `{first.name}` multiplies the 784 pixels by its own 784 weights "
+                "and adds them up (plus a bias; below zero it outputs 0). Drawn as a 28x28 "
+                "picture, the weights show what it looks for: **red** where ink raises its "
+                "output, **blue** where ink lowers it. Next to them, its weights times this "
+                "input: the red and blue that add up to its output. The units most active on "
+                "this input:")
+    units_view_choice(has_start)
+    st.html(units_html)
+    with st.expander(f"All {first.kernel.shape[1]} units of {first.name}"):
+        pages = -(-first.kernel.shape[1] // UNITS_PER_PAGE)
+        page = st.slider("Page", 1, pages, key="inside_units_page")
+        first_unit = (page - 1) * UNITS_PER_PAGE
+        last_unit = first_unit + UNITS_PER_PAGE - 1
+        st.html(inside_plots.figure(
+            weights_page_image(key, start, first_unit, UNITS_PER_PAGE),
+            f"units {first_unit} to {last_unit}", "8 a row, each on its own scale", width=520,
+            alt=f"weights of units {first_unit} to {last_unit}"))

@@ -33,17 +33,6 @@ from mnist_core.training.supervisor import JobRefused, StartFailed, Trainer
 from serving import roles
 from serving.server_os import disable_nagle_on_servers
 
-# The sidebar's pages, in order: (file, label, icon). Streamlit's own list is hidden
-# (client.showSidebarNavigation) because it names the home page after its file, "app".
-PAGES = [
-    ("home.py", "Home", ":material/home:"),
-    ("pages/1_Explore.py", "Explore", ":material/search:"),
-    ("pages/2_Train.py", "Train", ":material/monitoring:"),
-    ("pages/3_Draw.py", "Draw", ":material/edit:"),
-    ("pages/4_Class_drawings.py", "Class drawings", ":material/groups:"),
-    ("pages/5_Inside_the_network.py", "Inside the network", ":material/neurology:"),
-]
-TEACHER_PAGES = [("pages/6_Join.py", "Join", ":material/qr_code_2:")]
 # Every page run leaves a few hundred objects in reference cycles (Streamlit's own), which
 # only the cycle collector frees. With Python's default first threshold (700) much of that
 # garbage is still referenced when a young collection runs, is promoted, and a class of 300
@@ -69,16 +58,11 @@ def metric_row():
 
 
 def page_setup(title: str, icon: str, sidebar: str = "auto") -> None:
-    """First thing on every page: its title, the server's setup, and the sidebar (the pages,
-    the Join page for the teacher, who you are and the teacher's sign-in)."""
+    """First thing on every page: its title and the server's setup (the sidebar's links and
+    who you are come from serving.navigation, which runs the page)."""
     st.set_page_config(page_title=f"{title} · MNIST classroom", page_icon=icon, layout="wide",
                        initial_sidebar_state=sidebar)
     _server_setup()
-    with st.sidebar:
-        for path, label, page_icon in PAGES + (TEACHER_PAGES if roles.is_teacher() else []):
-            st.page_link(path, label=label, icon=page_icon)
-        st.divider()
-    roles.sidebar()
 
 
 @st.cache_resource

@@ -14,8 +14,11 @@ import pytest
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parent.parent
-PAGES = sorted((REPO / "pages").glob("*.py"))
-SERVER_FILES = [REPO / "app.py", REPO / "home.py", *sorted((REPO / "serving").glob("*.py")), *PAGES]
+PAGES = sorted((REPO / "app_pages").glob("*.py"))
+SERVER_FILES = [REPO / "app.py", REPO / "router.py", REPO / "home.py",
+                *sorted((REPO / "serving").glob("*.py")), *PAGES]
+# A page is the lesson it shows, read top to bottom: its parts are serving/*_ui functions.
+MAX_PAGE_LINES = 150
 CORE_FILES = sorted((REPO / "mnist_core").rglob("*.py"))
 # The only modules that may import TensorFlow / Keras: they run in the worker process.
 WORKER_SIDE = {REPO / "mnist_core/training/fit.py", REPO / "mnist_core/training/snapshots.py"}
@@ -103,6 +106,37 @@ def test_pages_build_no_stores_databases_or_trainers():
         calls = {n.func.id for n in ast.walk(ast.parse(path.read_text()))
                  if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
         assert not calls & built, f"{path.name} builds {calls & built}"
+
+
+def test_every_page_is_layout_of_at_most_150_lines():
+    long = {str(p.relative_to(REPO)): lines for p in [REPO / "home.py", *PAGES]
+            if (lines := len(p.read_text().splitlines())) > MAX_PAGE_LINES}
+    assert long == {}
+
+
+def test_pages_keep_no_session_bookkeeping_or_inline_style():
+    """State machines, bookkeeping and HTML belong in serving/*_ui: a page neither writes
+    session state by attribute or key (widgets own their keys; `setdefault` gives one its
+    first value) nor holds a <style> or style= attribute."""
+    for path in [REPO / "home.py", *PAGES]:
+        tree = ast.parse(path.read_text())
+        written = [ast.unparse(target) for node in ast.walk(tree)
+                   if isinstance(node, ast.Assign | ast.AugAssign)
+                   for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                   if "session_state" in ast.unparse(target)]
+        assert written == [], f"{path.name} writes {written}"
+        assert "<style" not in path.read_text() and "style=" not in path.read_text(), path.name
+
+
+def test_one_list_of_pages_names_every_page_file():
+    """serving.navigation's list is the app's only list of pages: it names every page file,
+    and the sidebar and Home draw from it."""
+    from serving import navigation
+
+    listed = sorted(entry.file for entry in navigation.PAGES)
+    assert listed == sorted(str(p.relative_to(REPO)) for p in [REPO / "home.py", *PAGES])
+    assert [e.file for e in navigation.PAGES if e.teacher_only] == ["app_pages/6_Join.py"]
+    assert not (REPO / "pages").exists(), "Streamlit would run pages/ without the navigation"
 
 
 def test_tests_import_nothing_from_benchmarks():

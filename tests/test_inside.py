@@ -30,10 +30,10 @@ from mnist_core.data import IMAGE_SIZE, NUM_CLASSES, NUM_PIXELS, categorize, fla
 from mnist_core.inside import InsideError, Perturbation, network
 from mnist_core.models import layers_of, summary
 from mnist_core.runs.store import ModelStore
-from tests import e2e
+from tests import app_run, e2e
 
 REPO = Path(__file__).resolve().parent.parent
-PAGE = "pages/5_Inside_the_network.py"
+PAGE = "app_pages/5_Inside_the_network.py"
 TINY_IMAGES, TINY_BATCH = 2000, 100  # 20 batches: snapshots after 1, 2, 4, 8, 16 and 20
 TIMEOUT = 60
 
@@ -616,9 +616,7 @@ def with_runs(models_dir, tiny_runs, fresh_server):
 
 
 def run_page(query: dict | None = None, session: dict | None = None) -> AppTest:
-    app = AppTest.from_file(str(REPO / "home.py"), default_timeout=TIMEOUT)
-    app.switch_page(PAGE)
-    app.query_params.update(query or {})
+    app = app_run.open_app(PAGE, query, TIMEOUT)
     for key, value in (session or {}).items():
         app.session_state[key] = value
     app.run()

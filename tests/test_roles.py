@@ -207,6 +207,18 @@ def test_the_join_qr_code_decodes_to_the_join_url(classroom, browser):
         assert_clean(teacher)
 
 
+def test_a_student_has_no_route_to_the_join_page(classroom, browser):
+    """The navigation lists the teacher's pages for the teacher only: a student following
+    the presenter view's link lands on Home, without the join address."""
+    _, relay, _ = classroom
+    with visitor(browser) as student:
+        e2e.open_page(student, f"{relay.url}/Join")
+        student.get_by_text("Dataset").first.wait_for(timeout=60000)
+        assert not student.url.endswith("/Join"), student.url
+        assert "Students join at" not in main_text(student)
+        assert_clean(student)
+
+
 def test_on_a_phone_a_student_draws_sees_the_prediction_and_clears(classroom, browser):
     _, relay, _ = classroom
     with visitor(browser, **PHONE) as phone:

@@ -5,34 +5,12 @@ import streamlit as st
 
 from mnist_core import plots
 from mnist_core.data import categorize, flatten, normalize
-from serving import roles, ui
-
-GRID_SIZE = 40
-IMAGE_CACHE_ENTRIES = 256  # pictures kept per kind (~64 KiB each): bounded, whatever is browsed
+from serving import explore_ui, roles, ui
 
 ui.page_setup("Explore", ":material/search:")
 st.title("Explore the MNIST data")
 data = ui.dataset()
-splits = {"x_train": (data.x_train, data.y_train), "x_valid": (data.x_valid, data.y_valid)}
-
-
-@st.cache_data(show_spinner=False, max_entries=IMAGE_CACHE_ENTRIES)
-def image_png(split: str, index: int) -> bytes:
-    x, y = splits[split]
-    label = "y_train" if split == "x_train" else "y_valid"
-    return ui.png(plots.image_figure(x[index], f"{split}[{index}], {label}[{index}] = {y[index]}"))
-
-
-@st.cache_data(show_spinner=False, max_entries=IMAGE_CACHE_ENTRIES)
-def pixels_png(split: str, index: int) -> bytes:
-    return ui.png(plots.pixel_values_figure(splits[split][0][index]), dpi=110)
-
-
-@st.cache_data(show_spinner=False, max_entries=IMAGE_CACHE_ENTRIES)
-def grid_png(split: str, indices: tuple[int, ...]) -> bytes:
-    x, y = splits[split]
-    return ui.png(plots.grid_figure(x[list(indices)], [str(y[i]) for i in indices]), dpi=90)
-
+splits = explore_ui.splits()
 
 st.header("The data, as the notebook loads it")
 st.code("(x_train, y_train), (x_valid, y_valid) = mnist.load_data()", language="python")
@@ -46,40 +24,24 @@ if roles.is_teacher():
     st.caption(f"Loaded from `{data.source}`.")
 
 
-
-def image_from_link() -> None:
-    """A shared link (`?split=x_valid&index=7`) opens at that image; bad values are ignored."""
-    params = st.query_params
-    split = params.get("split")
-    st.session_state.explore_split = split if split in splits else "x_train"
-    size = len(splits[st.session_state.explore_split][0])
-    st.session_state.explore_index = ui.whole_number(params.get("index"), size) or 0
-
-
-def image_to_link() -> None:
-    st.query_params.update(split=st.session_state.explore_split,
-                           index=str(st.session_state.explore_index))
-
-
 st.header("One image")
 pick = st.columns([1, 1, 2])
-if "explore_split" not in st.session_state:
-    image_from_link()
+explore_ui.image_from_link()
 split = pick[0].radio("Split", list(splits), key="explore_split", horizontal=True,
-                      on_change=image_to_link)
+                      on_change=explore_ui.image_to_link)
 x, y = splits[split]
-label_name = "y_train" if split == "x_train" else "y_valid"
-st.session_state.explore_index = min(st.session_state.explore_index, len(x) - 1)
+label_name = explore_ui.label_name(split)
+explore_ui.keep_index_within(len(x))
 index = pick[1].number_input("Index", min_value=0, max_value=len(x) - 1, step=1,
-                             key="explore_index", on_change=image_to_link)
+                             key="explore_index", on_change=explore_ui.image_to_link)
 image = x[index]
 left, right = st.columns([1, 2])
 with left:
-    st.image(image_png(split, index), caption="plt.imshow(image, cmap='gray')")
+    st.image(explore_ui.image_png(split, index), caption="plt.imshow(image, cmap='gray')")
     st.metric(f"{label_name}[{index}]", int(y[index]))
 with right:
     with st.expander(f"`{split}[{index}]`: the 28x28 pixel values", expanded=False):
-        st.image(pixels_png(split, index))
+        st.image(explore_ui.pixels_png(split, index))
 
 st.header("Preparing it for training")
 flat = flatten(image[None])[0]
@@ -89,7 +51,7 @@ steps = st.columns(3)
 with steps[0]:
     st.markdown("**1. Flatten** `reshape(60000, 784)`")
     st.caption(f"shape {flat.shape}, dtype {flat.dtype}: one row of 784 pixels")
-    st.image(plots.upscale(flat[None].repeat(20, axis=0), 784), clamp=True,
+    st.image(flat[None].repeat(20, axis=0), clamp=True,
              caption="the 784 pixels in a row")
     st.code(np.array2string(flat[150:170], separator=", "), language=None)
     st.caption("values 150-169 of the 784")
@@ -110,19 +72,11 @@ st.header("Samples")
 controls = st.columns([1, 1, 1, 1])
 digit = controls[0].selectbox("Digit", ["all", *range(10)], key="explore_digit")
 pool = np.arange(len(x)) if digit == "all" else np.flatnonzero(y == digit)
-pages = -(-len(pool) // GRID_SIZE)
-st.session_state.setdefault("explore_page", 0)
-if controls[1].button("Previous", icon=":material/chevron_left:", width="stretch"):
-    st.session_state.explore_page = (st.session_state.explore_page - 1) % pages
-if controls[2].button("Next", icon=":material/chevron_right:", width="stretch"):
-    st.session_state.explore_page = (st.session_state.explore_page + 1) % pages
-if controls[3].button("Random", icon=":material/casino:", width="stretch"):
-    st.session_state.explore_page = int(np.random.default_rng().integers(pages))
-page = st.session_state.explore_page % pages
-shown = tuple(int(i) for i in pool[page * GRID_SIZE:(page + 1) * GRID_SIZE])
+page, pages = explore_ui.sample_page(controls[1:], len(pool))
+shown = tuple(int(i) for i in pool[page * explore_ui.GRID_SIZE:(page + 1) * explore_ui.GRID_SIZE])
 st.caption(f"page {page + 1} of {pages} · {len(pool):,} {split} images"
            f"{'' if digit == 'all' else f' of the digit {digit}'} · first index {shown[0]}")
-st.image(grid_png(split, shown))
+st.image(explore_ui.grid_png(split, shown))
 
 st.header("How many of each digit")
 st.altair_chart(plots.label_distribution_chart(data.y_train, data.y_valid),

@@ -1,5 +1,8 @@
-"""Train: the teacher chooses settings and starts; everyone watches live, inspects the result
-and compares runs."""
+"""The Train page's parts: the teacher's settings and the model they build, the live
+training (refreshed while it runs), a run's results, all runs compared, and the teacher's
+choice of the Draw model and deletions."""
+
+from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
@@ -8,25 +11,19 @@ from mnist_core import plots
 from mnist_core.config import BOUNDS, MODEL_LABELS, MODELS, OPTIMIZERS, PRECISIONS, TrainConfig
 from mnist_core.devices import training_device
 from mnist_core.models import count_params, keras_code, summary
-from mnist_core.runs.store import Run
+from mnist_core.runs.store import Run, Scan
 from mnist_core.training.follow import Snapshot
 from serving import roles, ui
 
 GALLERY_SIZE = 30
 BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
 NOT_SETTINGS = ("fine_tune_from", "origin")
-EPOCH_CHARTS_EVERY = 5.0  # seconds  # fine-tunes start on the Class drawings page
+EPOCH_CHARTS_EVERY = 5.0  # seconds between two refreshes of the per-epoch charts
 LIVE_EVERY = 1.0  # seconds between two refreshes of the live panel while a training runs
 # With no training running nothing on the page changes, and each refresh would re-send it to
 # every watching browser (~0.1 of a core in each browser, ~0.03 in the server per visitor):
 # an idle page only checks this often whether a training has started elsewhere.
 IDLE_CHECK_EVERY = 3.0
-
-ui.page_setup("Train", ":material/monitoring:")
-st.title("Train a model")
-data = ui.dataset()
-trainer = ui.trainer()
-teacher = roles.is_teacher()
 
 
 def bounds_help(name: str) -> str:
@@ -106,7 +103,8 @@ def render_live(snap: Snapshot) -> None:
     if snap.notice:
         st.info(snap.notice)
     if snap.state == "idle":
-        st.info("No training yet on this server. Press **Start training**." if teacher else
+        st.info("No training yet on this server. Press **Start training**."
+                if roles.is_teacher() else
                 "No training yet. When the teacher starts one, watch it learn here, live.")
         return
     if snap.config is None:  # the newest run's config.json cannot be read
@@ -128,7 +126,7 @@ def render_live(snap: Snapshot) -> None:
         st.metric("Device", snap.device_kind or "-", help=snap.device)
     if snap.error:
         st.error(f"**{snap.message or 'Training failed.'}**")
-        if teacher:  # the worker's log tail: server paths and a traceback
+        if roles.is_teacher():  # the worker's log tail: server paths and a traceback
             st.code(snap.error, language=None)
     elif snap.state in ("finished", "stopped") and snap.message:
         st.success(snap.message)
@@ -144,17 +142,17 @@ def render_live(snap: Snapshot) -> None:
 def epoch_panel() -> None:
     """The per-epoch charts change once an epoch: refreshed less often than the rest, as
     every refresh re-sends them to every watching browser."""
-    history = list(trainer.snapshot().history)
+    history = list(ui.trainer().snapshot().history)
     if history:
         st.markdown("**Per epoch**: training vs validation")
         for column, metric in zip(st.columns(2), ("loss", "accuracy"), strict=True):
             column.altair_chart(plots.epoch_curve_chart(history, metric), width="stretch")
 
 
-def live_panel() -> None:
-    snap = trainer.snapshot()
-    render_live(snap)
-    # When a training ends, rerun the whole page once so results and history update.
+def rerun_when_training_ends(snap: Snapshot) -> None:
+    """When a training this page watched ends, rerun the whole page once so results and
+    history update."""
+    st.session_state.setdefault("train_seen_active", False)
     if snap.active:
         st.session_state.train_seen_active = True
     elif st.session_state.train_seen_active:
@@ -162,15 +160,23 @@ def live_panel() -> None:
         st.rerun()
 
 
+def live_panel() -> None:
+    snap = ui.trainer().snapshot()
+    render_live(snap)
+    rerun_when_training_ends(snap)
+
+
 def wait_for_a_training(seen: tuple[str | None, str]) -> None:
     """An idle page: rerun it when a training started (or ended) since it was drawn, from
     another device or the command line. Shows nothing, so a check re-sends nothing."""
-    snap = trainer.snapshot()
+    snap = ui.trainer().snapshot()
     if (snap.run_id, snap.state) != seen:  # a running training's state is never an idle one
         st.rerun()
 
 
 def results(run: Run) -> None:
+    """A run's validation results: its accuracy, confusion matrix and worst mistakes."""
+    data = ui.dataset()
     record = run.record
     evaluation = record.evaluation
     with ui.metric_row():
@@ -184,9 +190,8 @@ def results(run: Run) -> None:
         st.image(ui.confusion_png(evaluation.confusion_matrix))
     with right:
         st.subheader("Accuracy per digit")
-        st.bar_chart(pd.DataFrame({"digit": [str(d) for d in range(10)],
-                                   "accuracy": evaluation.per_class_accuracy}),
-                     x="digit", y="accuracy")
+        st.altair_chart(plots.per_class_accuracy_chart(evaluation.per_class_accuracy),
+                        width="stretch")
     st.subheader("Mistakes it was most sure about")
     wrong = evaluation.misclassified[:GALLERY_SIZE]
     if wrong:
@@ -207,7 +212,7 @@ def remember_run_in_link() -> None:
     st.query_params["run"] = st.session_state.train_result_run
 
 
-def all_runs(scan, by_id: dict[str, Run]) -> None:
+def all_runs(scan: Scan, by_id: dict[str, Run]) -> None:
     st.dataframe(pd.DataFrame([r.table_row() for r in scan.usable]), hide_index=True,
                  width="stretch",
                  column_config={"val accuracy": st.column_config.NumberColumn(format="%.4f")})
@@ -233,7 +238,7 @@ def draw_model_panel(by_id: dict[str, Run]) -> None:
         st.caption(choice.why)
     else:
         st.markdown(f"**{choice.run.label()}**  \n{choice.why}")
-    if not teacher:
+    if not roles.is_teacher():
         return
     ids = list(by_id)
     current = choice.run.run_id if choice.run and choice.run.run_id in by_id else ids[0]
@@ -246,7 +251,7 @@ def draw_model_panel(by_id: dict[str, Run]) -> None:
             st.rerun()
 
 
-def delete_panel(scan) -> None:
+def delete_panel(scan: Scan) -> None:
     """The teacher removes runs the class no longer needs (never the one training)."""
     with st.expander("Delete runs"):
         ids = [r.run_id for r in scan.runs]
@@ -257,7 +262,8 @@ def delete_panel(scan) -> None:
                 st.rerun()
 
 
-if teacher:
+def teacher_controls() -> None:
+    """The settings, the model they build, and Start / Stop."""
     settings_column, about_column = st.columns([1, 1], gap="large")
     with settings_column:
         config = settings_panel()
@@ -269,36 +275,16 @@ if teacher:
         ui.start_training(config)
     if buttons[1].button("Stop", icon=":material/stop:", width="stretch"):
         ui.stop_training()
-else:
-    st.caption("The teacher starts and stops the trainings. Watch this one learn, live: the "
-               "loss goes down and the accuracy up as the network sees more digits.")
 
-st.session_state.setdefault("train_seen_active", False)
-st.header("Live training")
-now = trainer.snapshot()
-# Fragments refresh themselves only while a training runs; students' pages less often in a
-# big class (ui.refresh_every).
-st.fragment(live_panel, run_every=ui.refresh_every(LIVE_EVERY) if now.active else None)()
-st.fragment(epoch_panel,
-            run_every=ui.refresh_every(EPOCH_CHARTS_EVERY) if now.active else None)()
-if not now.active:
-    st.fragment(wait_for_a_training, run_every=ui.refresh_every(IDLE_CHECK_EVERY))(
-        (now.run_id, now.state))
 
-scan = ui.scan()
-if teacher:
-    ui.show_skipped(scan)
-st.header("Results")
-if not scan.usable:
-    st.info("Results appear here when a training has finished.")
-    st.stop()
-by_id = {run.run_id: run for run in scan.usable}
-run_in_link(by_id)
-chosen = st.selectbox("Run", list(by_id), format_func=lambda r: by_id[r].label(),
-                      key="train_result_run", on_change=remember_run_in_link)
-results(by_id.get(chosen, scan.usable[0]))
-st.header("All runs")
-all_runs(scan, by_id)
-draw_model_panel(by_id)
-if teacher:
-    delete_panel(scan)
+def live_section() -> None:
+    """The live panels. Fragments refresh themselves only while a training runs; students'
+    pages less often in a big class (ui.refresh_every). An idle page only checks whether a
+    training has started."""
+    now = ui.trainer().snapshot()
+    st.fragment(live_panel, run_every=ui.refresh_every(LIVE_EVERY) if now.active else None)()
+    st.fragment(epoch_panel,
+                run_every=ui.refresh_every(EPOCH_CHARTS_EVERY) if now.active else None)()
+    if not now.active:
+        st.fragment(wait_for_a_training, run_every=ui.refresh_every(IDLE_CHECK_EVERY))(
+            (now.run_id, now.state))

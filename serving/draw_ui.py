@@ -1,4 +1,7 @@
-"""Draw: a digit on a canvas, made into an MNIST image step by step, and classified."""
+"""The Draw page's parts: waiting for a model, the MNIST steps and the naive comparison,
+the prediction's doubt, and labelling (saving) a drawing for the class."""
+
+from __future__ import annotations
 
 import hashlib
 
@@ -6,7 +9,6 @@ import numpy as np
 import streamlit as st
 
 from mnist_core import plots
-from mnist_core.canvas_input import UnreadableDrawing
 from mnist_core.config import TrainConfig
 from mnist_core.data import flatten, normalize
 from mnist_core.drawings import (
@@ -15,19 +17,12 @@ from mnist_core.drawings import (
     DrawingStoreError,
     DrawingStoreFull,
 )
-from mnist_core.inference import doubt
-from mnist_core.preprocess import (
-    NOTHING_DRAWN,
-    EmptyDrawing,
-    mnist_steps,
-    naive_downscale,
-    thumbnail_png,
-)
+from mnist_core.inference import Classifier
+from mnist_core.preprocess import Steps, naive_downscale, thumbnail_png
 from serving import roles, ui
-from serving.canvas import clear_button, digit_canvas
 
 MY_DRAWINGS_KEPT = 100  # ids of this session's own drawings, for the Class drawings page
-DEFAULT_TRAINING_TIMEOUT = 600  # seconds this page waits; the training goes on after that
+DEFAULT_TRAINING_TIMEOUT = 600  # seconds the page waits; the training goes on after that
 WAIT_FOR_MODEL_EVERY = 3.0  # seconds between a waiting student's checks for the first model
 # Thumb-sized label buttons on a phone (48 px is the usual minimum for a touch target), all
 # ten digits on screen (wrapped, not scrolled).
@@ -36,10 +31,12 @@ THUMB_CSS = """<style>
   { min-height: 3rem; min-width: 3rem; font-size: 1.2rem; }
 .st-key-draw_label_choice div:has(> button) { flex-wrap: wrap; row-gap: 0.5rem; }
 </style>"""
+UNSURE_STYLE = ("background:#fffbe6;border-left:4px solid #f2b600;border-radius:4px;"
+                "padding:0.6rem 0.8rem;margin-bottom:0.8rem;color:#574400")
 
-ui.page_setup("Draw", ":material/edit:")
-st.title("Draw a digit")
-teacher = roles.is_teacher()
+
+def thumb_sized_buttons() -> None:
+    st.html(THUMB_CSS)
 
 
 def wait_for_a_model() -> None:
@@ -76,30 +73,7 @@ def train_the_default_model() -> None:
                  "Train page.")
 
 
-choice = ui.draw_model()
-run = choice.run
-if run is None:
-    st.warning("**There is no trained model yet**, so there is nothing to classify with.")
-    if teacher:
-        train_the_default_model()
-    else:  # in a big class, each student checks less often (ui.refresh_every)
-        st.fragment(wait_for_a_model, run_every=ui.refresh_every(WAIT_FOR_MODEL_EVERY))()
-    st.stop()
-
-classifier = ui.classifier_or_error(run)
-st.caption(f"Model: {run.label()} · {choice.why}")
-better = ui.better_for_drawing(run)
-if better is not None:
-    who = "You can" if teacher else "The teacher can"
-    st.info(f"Run `{better.run_id}` was trained for drawings (pen strokes and augmentation): it "
-            f"recognises drawn digits better than this one. {who} choose it on the Train page.")
-st.html(THUMB_CSS)
-
-st.session_state.setdefault("draw_stroke_width", 20)
-st.session_state.setdefault("draw_show_naive", False)
-
-
-def show_steps(steps) -> None:
+def show_steps(steps: Steps) -> None:
     """Steps 1-6 as one element: it is re-sent after every stroke of every visitor."""
     flat = steps.centered.reshape(-1)
     first = int(np.clip(np.argmax(flat) - 1, 0, flat.size - 4))  # a few values where the ink is
@@ -120,7 +94,8 @@ def show_steps(steps) -> None:
     ], note=text))
 
 
-def show_naive(drawing, steps, digit: int) -> None:
+def show_naive(classifier: Classifier, drawing: np.ndarray, steps: Steps, digit: int) -> None:
+    """The whole canvas squeezed to 28x28, and what the model makes of that instead."""
     naive = naive_downscale(drawing)
     naive_probabilities = classifier.predict_proba(normalize(flatten(naive[None])))[0]
     naive_digit = int(np.argmax(naive_probabilities))
@@ -135,15 +110,38 @@ def show_naive(drawing, steps, digit: int) -> None:
               "off-centre on the canvas looks nothing like that when simply squeezed.")
 
 
-def save_label(label: int, steps, probabilities, key: str) -> None:
+def unsure_html(unsure: tuple[int, float] | None) -> str:
+    """When the model is unsure, a warning naming the runner-up (above the probabilities)."""
+    if unsure is None:
+        return ""
+    return (f'<div role="status" style="{UNSURE_STYLE}">'
+            f"<b>Not sure.</b> It could also be a <b>{unsure[0]}</b> ({unsure[1]:.0%}). "
+            "Try drawing it larger or more like a printed digit.</div>")
+
+
+def remember_last_drawing(steps: Steps) -> None:
+    """The visitor's last drawing as the model saw it, (1, 784) float32: the Inside page
+    offers it (and checks it there, as any session value)."""
+    st.session_state.draw_last_x = steps.x
+
+
+def remember_my_drawing(drawing_id: int) -> None:
+    """This session's own drawings (the newest MY_DRAWINGS_KEPT), for Class drawings."""
+    mine = st.session_state.setdefault("draw_my_ids", [])
+    mine.append(drawing_id)
+    del mine[:-MY_DRAWINGS_KEPT]
+
+
+def save_label(label: int, steps: Steps, probabilities, key: str, run_id: str) -> None:
     """Button callback: store the drawing the visitor just labelled."""
     st.session_state.draw_label_choice = None
+    teacher = roles.is_teacher()
     if not teacher and not roles.connected():  # sent as the socket closed: no address
         st.session_state.draw_store_error = "The connection was lost: reload the page."
         return
     try:
         drawing_id = ui.drawing_store().add(steps.centered, thumbnail_png(steps.grayscale),
-                                            label, probabilities, run.run_id,
+                                            label, probabilities, run_id,
                                             visitor=None if teacher else roles.visitor())
     except (DrawingRateLimited, DrawingCollectionPaused, DrawingStoreFull) as exc:
         st.session_state.draw_store_error = str(exc)  # what the visitor can act on
@@ -155,12 +153,16 @@ def save_label(label: int, steps, probabilities, key: str) -> None:
         return
     st.session_state.draw_store_error = None
     st.session_state.draw_saved = (key, label)
-    mine = st.session_state.setdefault("draw_my_ids", [])
-    mine.append(drawing_id)
-    del mine[:-MY_DRAWINGS_KEPT]
+    remember_my_drawing(drawing_id)
 
 
-def label_panel(steps, probabilities, digit: int) -> None:
+def _pick_label(steps: Steps, probabilities, key: str, run_id: str) -> None:
+    choice = st.session_state.draw_label_choice
+    if choice is not None:
+        save_label(int(choice), steps, probabilities, key, run_id)
+
+
+def label_panel(steps: Steps, probabilities, digit: int, run_id: str) -> None:
     """Confirm the prediction or pick the right digit: one click stores the drawing."""
     key = hashlib.sha1(steps.centered.tobytes()).hexdigest()
     saved = st.session_state.get("draw_saved")
@@ -172,76 +174,6 @@ def label_panel(steps, probabilities, digit: int) -> None:
                    "Class drawings page.")
         return
     st.button(f"Yes, it is a {digit}", icon=":material/check:", key="draw_confirm",
-              on_click=save_label, args=(digit, steps, probabilities, key))
-    st.pills("No, it is a", list(range(10)), key="draw_label_choice", on_change=pick_label,
-             args=(steps, probabilities, key))
-
-
-def unsure_html(unsure: tuple[int, float] | None) -> str:
-    """When the model is unsure, a warning naming the runner-up (above the probabilities)."""
-    if unsure is None:
-        return ""
-    return ('<div role="status" style="background:#fffbe6;border-left:4px solid #f2b600;'
-            'border-radius:4px;padding:0.6rem 0.8rem;margin-bottom:0.8rem;color:#574400">'
-            f"<b>Not sure.</b> It could also be a <b>{unsure[0]}</b> ({unsure[1]:.0%}). "
-            "Try drawing it larger or more like a printed digit.</div>")
-
-
-def pick_label(steps, probabilities, key: str) -> None:
-    choice = st.session_state.draw_label_choice
-    if choice is not None:
-        save_label(int(choice), steps, probabilities, key)
-
-
-@st.fragment
-def drawing_panel() -> None:
-    """Canvas and prediction. A stroke reruns only this panel, not the whole page."""
-    # On a phone the columns stack: canvas, Clear, then the prediction right under them.
-    left, right = st.columns([1, 1], gap="large")
-    with left:
-        try:
-            drawing, unreadable = digit_canvas("draw_canvas",
-                                               st.session_state.draw_stroke_width), None
-        except UnreadableDrawing as exc:
-            drawing, unreadable = None, exc
-        clear_button("draw_canvas")
-    if unreadable is not None:
-        right.error(str(unreadable))
-        return
-    try:
-        if drawing is None:
-            raise EmptyDrawing(NOTHING_DRAWN)
-        steps = mnist_steps(drawing)
-    except EmptyDrawing as hint:
-        right.info(str(hint))
-        return
-    if classifier is None:
-        return
-    probabilities = classifier.predict_proba(steps.x)[0]
-    digit = int(np.argmax(probabilities))
-    st.session_state.draw_last_x = steps.x  # (1, 784) float32: the Inside page shows it
-    with right:
-        # As few elements as can show it: each one is a message through the server for every
-        # stroke of every visitor.
-        st.metric("Prediction", digit, delta=f"{probabilities[digit]:.1%}", delta_color="off",
-                  delta_arrow="off", delta_description="confidence",
-                  help="the digit with the highest probability")
-        st.html(unsure_html(doubt(probabilities)) + plots.probabilities_html(probabilities))
-        if ui.collecting():
-            label_panel(steps, probabilities, digit)
-    show_steps(steps)
-    if st.session_state.draw_show_naive:
-        show_naive(drawing, steps, digit)
-
-
-def pen_options() -> None:
-    """Outside the drawing panel: a stroke re-sends only what depends on the drawing."""
-    with st.expander("Pen and comparison"):
-        st.caption("White on black, like MNIST. Undo is in the canvas toolbar.")
-        st.slider("Stroke width", 5, 40, key="draw_stroke_width")
-        st.toggle("Compare with a naive downscale of the whole canvas", key="draw_show_naive")
-
-
-pen_options()
-st.space("small")  # room for the canvas's toolbar, which floats above its top edge
-drawing_panel()
+              on_click=save_label, args=(digit, steps, probabilities, key, run_id))
+    st.pills("No, it is a", list(range(10)), key="draw_label_choice", on_change=_pick_label,
+             args=(steps, probabilities, key, run_id))
