@@ -21,7 +21,7 @@ from mnist_core.drawings import (
 )
 from mnist_core.evaluate import Evaluation, evaluation
 from mnist_core.runs.store import Run, Scan
-from serving import roles, ui
+from serving import navigation, roles, ui
 
 PREDICT_BATCH = 4096  # drawings per ONNX call: bounded memory whatever the collection
 GALLERY_SIZE = 40  # drawings a page of the gallery shows
@@ -262,7 +262,7 @@ def fine_tune(run: Run, result: DrawingsResult) -> None:
         drawings = fine_tune_data()
         if drawings is not None and ui.start_training(config, drawings):
             st.success("Fine-tuning started.")
-        st.page_link("app_pages/2_Train.py", label="Watch it on the Train page",
+        navigation.link("pages/2_Train.py", label="Watch it on the Train page",
                      icon=":material/monitoring:")
 
 

@@ -10,7 +10,7 @@ import segno
 import streamlit as st
 
 from mnist_core.drawings import DrawingStoreError
-from serving import classroom, roles, ui
+from serving import classroom, navigation, roles, ui
 
 RECENT_SECONDS = 600  # "drawings in the last 10 minutes"
 PRESENTER_QR_WIDTH = 440  # CSS pixels: readable from the back of a room when projected
@@ -60,7 +60,7 @@ def join_panel() -> None:
         st.markdown(f"### Students join at **{urls[0]}**")
         if len(urls) > 1:
             st.caption("This computer is also at " + ", ".join(f"`{u}`" for u in urls[1:]))
-        st.page_link("app_pages/6_Join.py", label="Presenter view: the QR code full screen",
+        navigation.link("pages/6_Join.py", label="Presenter view: the QR code full screen",
                      icon=":material/fullscreen:")
         presence()
 

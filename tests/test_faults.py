@@ -78,14 +78,14 @@ def test_junk_in_the_models_folder_is_listed_as_unreadable(models_with_a_run, tr
         (orphan / name).unlink()
     (models / "shopping-list.txt").write_text("milk")
     monkeypatch.setenv("MNIST_MODELS_DIR", str(models))
-    for page in ("home.py", "app_pages/2_Train.py"):
+    for page in ("home.py", "pages/2_Train.py"):
         app = open_page(page)
         assert not app.exception
         warning = " ".join(w.value for w in app.warning)
         assert "`20990101-000000-aaaa`: unreadable: model.keras is corrupt" in warning
         assert "`20990101-000000-bbbb`: unreadable: record.json without its model.keras" in warning
         assert "shopping-list.txt" in warning
-    app = open_page("app_pages/2_Train.py")
+    app = open_page("pages/2_Train.py")
     assert app.selectbox(key="train_result_run").options == [trained_run.label()]
 
 
@@ -95,7 +95,7 @@ def open_page(page: str) -> AppTest:
 
 
 @pytest.mark.apptest
-@pytest.mark.parametrize("page", ["home.py", "app_pages/1_Explore.py", "app_pages/2_Train.py"])
+@pytest.mark.parametrize("page", ["home.py", "pages/1_Explore.py", "pages/2_Train.py"])
 def test_broken_mnist_data_is_a_message_with_the_fix(page, tmp_path, monkeypatch, models_dir,
                                                      fresh_server):
     broken = tmp_path / "mnist"
@@ -112,7 +112,7 @@ def test_broken_mnist_data_is_a_message_with_the_fix(page, tmp_path, monkeypatch
 def test_nothing_a_visitor_can_do_loads_outside_code():
     """No uploads of any kind; numpy never unpickles; Keras loads in safe mode only."""
     sources = [REPO / "app.py", REPO / "home.py", *(REPO / "serving").glob("*.py"),
-               *(REPO / "app_pages").glob("*.py"), *(REPO / "mnist_core").rglob("*.py")]
+               *(REPO / "pages").glob("*.py"), *(REPO / "mnist_core").rglob("*.py")]
     text = {path.name: path.read_text() for path in sources}
     assert not [name for name, code in text.items() if "file_uploader" in code]
     assert not [name for name, code in text.items() if "allow_pickle=True" in code]
@@ -164,7 +164,7 @@ def test_a_models_folder_that_refuses_writes_is_one_clear_message(code, words, m
 
     monkeypatch.setattr(folder, "prepare_run", refuse)
     monkeypatch.setattr(folder, "atomic_write_json", refuse)
-    app = open_page("app_pages/2_Train.py")
+    app = open_page("pages/2_Train.py")
     next(b for b in app.button if b.label == "Start training").click().run()
     assert not app.exception
     message = " ".join(m.value for m in [*app.warning, *app.error])
@@ -176,5 +176,5 @@ def test_a_models_folder_that_refuses_writes_is_one_clear_message(code, words, m
     assert not app.exception
     assert any(words in e.value and "the Draw model cannot be changed" in e.value
                for e in app.error)
-    draw = open_page("app_pages/3_Draw.py")  # the saved model still serves
+    draw = open_page("pages/3_Draw.py")  # the saved model still serves
     assert not draw.exception and not draw.error

@@ -33,7 +33,7 @@ from mnist_core.runs.store import ModelStore
 from tests import app_run, e2e
 
 REPO = Path(__file__).resolve().parent.parent
-PAGE = "app_pages/5_Inside_the_network.py"
+PAGE = "pages/5_Inside_the_network.py"
 TINY_IMAGES, TINY_BATCH = 2000, 100  # 20 batches: snapshots after 1, 2, 4, 8, 16 and 20
 TIMEOUT = 60
 

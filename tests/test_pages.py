@@ -20,7 +20,7 @@ pytestmark = pytest.mark.apptest
 
 TIMEOUT = 60
 REPO = Path(__file__).resolve().parent.parent
-PAGES = ["home.py", *(f"app_pages/{p.name}" for p in sorted((REPO / "app_pages").glob("*.py")))]
+PAGES = ["home.py", *(f"pages/{p.name}" for p in sorted((REPO / "pages").glob("*.py")))]
 
 
 def open_app(path: str, query: dict | None = None) -> AppTest:
@@ -85,7 +85,7 @@ def test_home_shows_a_broken_dataset_as_a_message(models_dir, tmp_path, monkeypa
 
 
 def test_explore_shows_shapes_and_the_label_of_the_chosen_index(models_dir, mnist):
-    app = run_page("app_pages/1_Explore.py")
+    app = run_page("pages/1_Explore.py")
     assert metric(app, "x_train.shape") == "(60000, 28, 28)"
     assert metric(app, "x_valid.shape") == "(10000, 28, 28)"
     assert metric(app, "x_train.max()") == "255"
@@ -100,7 +100,7 @@ def test_explore_shows_shapes_and_the_label_of_the_chosen_index(models_dir, mnis
 
 
 def test_train_form_bounds_are_the_config_bounds(models_dir):
-    app = run_page("app_pages/2_Train.py")
+    app = run_page("pages/2_Train.py")
     epochs = app.slider(key="train_epochs")
     assert (epochs.min, epochs.max) == BOUNDS["epochs"]
     for key, field in (("train_learning_rate", "learning_rate"),
@@ -113,14 +113,14 @@ def test_train_form_bounds_are_the_config_bounds(models_dir):
 
 
 def test_train_shows_results_of_a_finished_run(with_trained_model, trained_run):
-    app = run_page("app_pages/2_Train.py")
+    app = run_page("pages/2_Train.py")
     assert metric(app, "Validation accuracy") == f"{trained_run.val_accuracy:.2%}"
     mistakes = len(trained_run.record.evaluation.misclassified)
     assert metric(app, "Mistakes") == f"{mistakes} of 10,000"
 
 
 def test_train_notebook_button_sets_the_notebook_settings(models_dir):
-    app = run_page("app_pages/2_Train.py")
+    app = run_page("pages/2_Train.py")
     app.button[0].click().run()
     assert app.select_slider(key="train_batch_size").value == 32
     assert app.selectbox(key="train_optimizer").value == "rmsprop"
@@ -131,7 +131,7 @@ def test_train_notebook_button_sets_the_notebook_settings(models_dir):
 def test_train_picking_the_fast_cnn_loads_its_recipe_and_its_code(models_dir):
     from mnist_core.models import count_params
 
-    app = run_page("app_pages/2_Train.py")
+    app = run_page("pages/2_Train.py")
     app.selectbox(key="train_model").set_value("fast_cnn").run()
     recipe = TrainConfig.fast_cnn()
     assert app.number_input(key="train_learning_rate").value == recipe.learning_rate
@@ -145,13 +145,13 @@ def test_train_picking_the_fast_cnn_loads_its_recipe_and_its_code(models_dir):
 
 
 def test_draw_without_a_model_offers_training(models_dir):
-    app = run_page("app_pages/3_Draw.py")
+    app = run_page("pages/3_Draw.py")
     assert "no trained model yet" in app.warning[0].value
     assert app.button[0].label == "Train the default model"
 
 
 def test_draw_with_a_model_and_an_empty_canvas_hints_to_draw(with_trained_model, trained_run):
-    app = run_page("app_pages/3_Draw.py")
+    app = run_page("pages/3_Draw.py")
     assert any("Draw a digit on the canvas" in i.value for i in app.info)
     assert not [m for m in app.metric if m.label == "Prediction"]
     assert any(trained_run.run_id in c.value for c in app.caption)
@@ -179,7 +179,7 @@ def test_class_drawings_reports_accuracy_next_to_mnist(with_trained_model, train
     from mnist_core.data import flatten, normalize
     from mnist_core.inference import Classifier
 
-    app = run_page("app_pages/4_Class_drawings.py")
+    app = run_page("pages/4_Class_drawings.py")
     assert metric(app, "Labelled drawings") == "25"
     predicted = Classifier(trained_run.onnx_path).predict_proba(
         normalize(flatten(mnist.x_valid[:25]))).argmax(axis=1)
@@ -210,7 +210,7 @@ def test_one_click_hides_a_drawing_from_the_gallery_not_from_the_data(with_train
         return [int(i) for h in app.get("html") if "figcaption" in h.proto.body
                 for i in re.findall(r"<figcaption[^>]*>#(\d+) ", h.proto.body)]
 
-    app = run_page("app_pages/4_Class_drawings.py")
+    app = run_page("pages/4_Class_drawings.py")
     first = gallery_ids(app)[0]
     app.button(key=f"class_hide_{first}").click().run()
     assert first not in gallery_ids(app) and len(gallery_ids(app)) == 24
@@ -224,7 +224,7 @@ def test_a_student_cannot_hide_a_drawing(with_trained_model, drawings_db, monkey
     from serving import class_ui
 
     monkeypatch.setenv("MNIST_TRUST_LOCALHOST", "0")
-    app = run_page("app_pages/4_Class_drawings.py")
+    app = run_page("pages/4_Class_drawings.py")
     assert not [b for b in app.button if b.key and b.key.startswith("class_hide_")]
     # A crafted callback (the function the button calls) is refused where it acts.
     errors = []
@@ -237,11 +237,11 @@ def test_a_student_cannot_hide_a_drawing(with_trained_model, drawings_db, monkey
 def test_class_drawings_empty_off_and_corrupt(with_trained_model, tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_DRAWINGS_DB", str(tmp_path / "none.db"))
     monkeypatch.setenv("MNIST_COLLECT_DRAWINGS", "0")
-    app = run_page("app_pages/4_Class_drawings.py")
+    app = run_page("pages/4_Class_drawings.py")
     assert "turned off" in app.info[0].value and "No labelled drawings yet" in app.info[1].value
     (tmp_path / "bad.db").write_bytes(b"garbage" * 500)
     monkeypatch.setenv("MNIST_DRAWINGS_DB", str(tmp_path / "bad.db"))
-    app = run_page("app_pages/4_Class_drawings.py")
+    app = run_page("pages/4_Class_drawings.py")
     assert "bad.db: the drawings database is corrupt" in app.error[0].value
 
 
@@ -260,18 +260,18 @@ def test_draw_names_a_run_trained_for_drawings_when_it_uses_another(with_trained
         config.update(pen_strokes=True, augment=True)
         (drawing / name).write_text(json.dumps(values))
     ModelStore(with_trained_model).choose(trained_run.run_id)
-    app = run_page("app_pages/3_Draw.py")
+    app = run_page("pages/3_Draw.py")
     assert any("Run `20990101-000000-dddd` was trained for drawings" in i.value for i in app.info)
     ModelStore(with_trained_model).choose(drawing.name)
-    app = run_page("app_pages/3_Draw.py")
+    app = run_page("pages/3_Draw.py")
     assert not any("trained for drawings" in i.value for i in app.info)
 
 
 # Controls only the teacher has, per page (the browser tests check the same as a remote visitor).
 TEACHER_CONTROLS = {
-    "app_pages/2_Train.py": {"Start training", "Stop", "Use this model on the Draw page",
+    "pages/2_Train.py": {"Start training", "Stop", "Use this model on the Draw page",
                          "Delete this run"},
-    "app_pages/4_Class_drawings.py": {"Fine-tune", "Delete all drawings", "Prepare mnist.npz"},
+    "pages/4_Class_drawings.py": {"Fine-tune", "Delete all drawings", "Prepare mnist.npz"},
 }
 
 
@@ -303,7 +303,7 @@ def test_a_student_sees_no_teacher_control(page, with_model_and_drawings, monkey
 
 def test_a_student_waits_for_the_teachers_model_on_draw(models_dir, monkeypatch):
     monkeypatch.setenv("MNIST_TRUST_LOCALHOST", "0")
-    app = run_page("app_pages/3_Draw.py")
+    app = run_page("pages/3_Draw.py")
     assert "no trained model yet" in app.warning[0].value
     assert "Train the default model" not in button_labels(app)
     assert any("The teacher has not trained a model yet" in c.value for c in app.caption)
@@ -312,7 +312,7 @@ def test_a_student_waits_for_the_teachers_model_on_draw(models_dir, monkeypatch)
 def test_a_student_who_types_the_password_becomes_the_teacher(with_trained_model, monkeypatch):
     monkeypatch.setenv("MNIST_TRUST_LOCALHOST", "0")
     monkeypatch.setenv("MNIST_TEACHER_PASSWORD", "s3cret")
-    app = run_page("app_pages/2_Train.py")
+    app = run_page("pages/2_Train.py")
     assert "Start training" not in button_labels(app)
     app.text_input(key="roles_password").input("wrong").run()
     assert any("Wrong password" in e.value for e in app.sidebar.error)
@@ -367,7 +367,7 @@ def test_wrong_passwords_count_for_the_whole_ipv6_network_not_each_address(model
 def test_single_user_mode_makes_a_remote_visitor_the_teacher(models_dir, monkeypatch):
     monkeypatch.setenv("MNIST_TRUST_LOCALHOST", "0")
     monkeypatch.setenv("MNIST_SINGLE_USER", "1")
-    assert "Start training" in button_labels(run_page("app_pages/2_Train.py"))
+    assert "Start training" in button_labels(run_page("pages/2_Train.py"))
 
 
 def test_the_teacher_is_told_how_to_set_a_password_and_students_are_not(models_dir,
@@ -385,17 +385,17 @@ def test_an_unexpected_error_is_a_short_message_not_a_traceback(models_dir, monk
         raise RuntimeError("/secret/server/path exploded")
 
     monkeypatch.setattr(ui, "dataset", broken)
-    app = open_app("app_pages/1_Explore.py").run()
+    app = open_app("pages/1_Explore.py").run()
     shown = [(e.message, e.stack_trace, e.is_markdown) for e in app.exception]
     assert shown and "/secret" not in str(shown) and "exploded" not in str(shown)
     assert all(not trace for _, trace, _ in shown)
 
 
 def test_explore_opens_at_the_image_of_a_shared_link(models_dir, mnist):
-    app = open_app("app_pages/1_Explore.py", {"split": "x_valid", "index": "42"}).run()
+    app = open_app("pages/1_Explore.py", {"split": "x_valid", "index": "42"}).run()
     assert metric(app, "y_valid[42]") == str(mnist.y_valid[42])
     for bad in ({"split": "../etc", "index": "-3"}, {"index": "99999999"}, {"index": "1e3"}):
-        app = open_app("app_pages/1_Explore.py", bad).run()
+        app = open_app("pages/1_Explore.py", bad).run()
         assert metric(app, "y_train[0]") == str(mnist.y_train[0]) and not app.exception
 
 
@@ -403,7 +403,7 @@ def test_train_opens_at_the_run_of_a_shared_link(with_trained_model, trained_run
     older = "20000101-000000-0000"  # not the newest, so not what the page shows by default
     shutil.copytree(with_trained_model / trained_run.run_id, with_trained_model / older)
     for wanted, shown in ((older, older), ("../etc", trained_run.run_id)):
-        app = open_app("app_pages/2_Train.py", {"run": wanted}).run()
+        app = open_app("pages/2_Train.py", {"run": wanted}).run()
         assert app.selectbox(key="train_result_run").value == shown
 
 
@@ -419,7 +419,7 @@ def test_the_teacher_is_told_what_blocks_students_when_nobody_joins(models_dir, 
 
 def test_train_shows_the_mistakes_it_was_most_sure_about_as_the_digits_themselves(
         with_trained_model, trained_run, mnist):
-    app = run_page("app_pages/2_Train.py")
+    app = run_page("pages/2_Train.py")
     wrong = trained_run.record.evaluation.misclassified[:30]
     gallery = next(h.proto.body for h in app.get("html") if "→" in h.proto.body)
     sources = re.findall(r'src="data:image/png;base64,([^"]+)"', gallery)
@@ -458,7 +458,7 @@ def test_a_drawing_saved_as_the_connection_closed_is_refused(with_trained_model,
     monkeypatch.setattr(canvas, "digit_canvas", lambda key, stroke_width: np.dstack(
         [gray, gray, gray, np.full_like(gray, 255)]))
     monkeypatch.setenv("MNIST_TRUST_LOCALHOST", "0")
-    app = run_page("app_pages/3_Draw.py")
+    app = run_page("pages/3_Draw.py")
     yes = next(b for b in app.button if b.label.startswith("Yes, it is a"))
     monkeypatch.setattr(roles, "peer", lambda: classroom.UNKNOWN)  # the socket just closed
     yes.click().run()
@@ -481,7 +481,7 @@ def test_one_navigation_routes_a_student_to_no_teachers_page(models_dir, monkeyp
     student = run_page("home.py")
     assert sidebar_links(student) == sidebar_links(teacher)[:-1]
     with pytest.raises(ValueError, match="navigation page"):  # not even a route to it
-        student.switch_page("app_pages/6_Join.py")
+        student.switch_page(app_run.from_main_script("pages/6_Join.py"))
 
 
 def test_every_page_runs_through_the_navigation(models_dir):

@@ -18,7 +18,7 @@ from serving import streamlit_private
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parent.parent
 PRODUCT = [REPO / "app.py", REPO / "home.py", *(REPO / "serving").glob("*.py"),
-           *(REPO / "app_pages").glob("*.py"), *(REPO / "mnist_core").rglob("*.py")]
+           *(REPO / "pages").glob("*.py"), *(REPO / "mnist_core").rglob("*.py")]
 
 
 def test_the_internals_exist_in_this_streamlit():

@@ -8,7 +8,7 @@ import streamlit as st
 
 from mnist_core import plots
 from mnist_core.drawings import DrawingStoreError
-from serving import class_ui, roles, ui
+from serving import class_ui, navigation, roles, ui
 
 ui.page_setup("Class drawings", ":material/groups:")
 st.title("Class drawings")
@@ -31,7 +31,7 @@ if teacher:
 if revision[0] == 0:
     st.info("No labelled drawings yet. On the **Draw** page, draw a digit, then confirm the "
             "prediction or pick the right digit.")
-    st.page_link("app_pages/3_Draw.py", label="Draw a digit", icon=":material/edit:")
+    navigation.link("pages/3_Draw.py", label="Draw a digit", icon=":material/edit:")
     st.stop()
 run = ui.current_run()
 if run is None:

@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 
 from mnist_core import inside, inside_plots
-from serving import inside_input_ui, inside_ui, ui
+from serving import inside_input_ui, inside_ui, navigation, ui
 
 RUNNER_UP = "the runner-up"
 
@@ -26,7 +26,7 @@ runs = {run.run_id: run for run in scan.usable}
 if not runs:
     st.warning("**There is no trained model yet.** Train one on the Train page (about ten "
                "seconds), then come back to look inside it.")
-    st.page_link("app_pages/2_Train.py", label="Train a model", icon=":material/monitoring:")
+    navigation.link("pages/2_Train.py", label="Train a model", icon=":material/monitoring:")
     inside_ui.watch_section(None)
     st.stop()
 
