@@ -9,7 +9,7 @@ import numpy as np
 import streamlit as st
 
 from mnist_core import plots
-from mnist_core.config import TrainConfig
+from mnist_core.config import MODEL_LABELS, TrainConfig
 from mnist_core.data import flatten, normalize
 from mnist_core.drawings import (
     DrawingCollectionPaused,
@@ -59,10 +59,10 @@ def train_the_default_model() -> None:
         st.caption("This page will use the model as soon as it is saved.")
         st.button("Refresh")
         return
-    st.markdown("Train the notebook's network for drawings now (8 epochs on digits varied "
-                "and redrawn with a pen, as people draw): about 20 seconds on this "
-                "server's CPU, a few seconds on a GPU.")
     config = TrainConfig.for_drawing(origin="draw_page")
+    st.markdown(f"Train the model made for drawings now: {MODEL_LABELS[config.model]}, "
+                f"{config.epochs} epochs on digits varied and redrawn with a pen, as people "
+                "draw. Half a minute or so on a laptop's CPU, a few seconds on a GPU.")
     if st.button("Train the default model", type="primary") and ui.start_training(config):
         with st.spinner("Training the default model..."):
             snap = ui.trainer().wait(timeout=DEFAULT_TRAINING_TIMEOUT)
