@@ -216,6 +216,8 @@ class Inbox:
         """The next message from the visitor, or None when `timeout` passes first (the read
         goes on: nothing is lost)."""
         if self._next is None:
+            if timeout is None:  # nothing waits for its turn: the plain read, no task
+                return await self._receive()
             self._next = asyncio.ensure_future(self._receive())
         done, _ = await asyncio.wait({self._next}, timeout=timeout)
         if not done:
