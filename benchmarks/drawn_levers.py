@@ -153,9 +153,9 @@ def affine(tf, seed: int, rotate: float = 0.0, scale: float = 0.0, shear: float 
            shift: float = 0.0, squeeze: float = 0.0):
     """`distort` without the elastic field, in TensorFlow's own bilinear transform kernel
     (the one Keras's Random* layers use): the worker's own `affine`, with these limits."""
-    from mnist_core.training import fit
+    from mnist_core.training import augment
 
-    return fit.affine(seed, (rotate, scale, squeeze, shear, shift))
+    return augment.affine(seed, (rotate, scale, squeeze, shear, shift))
 
 
 def keras_affine(tf, seed: int, thickness: bool = True):
@@ -219,9 +219,9 @@ def pen_redraw(tf, seed: int, fraction: float, widths: tuple[float, float] = (1.
 def pen_redraw_fast(tf, seed: int, fraction: float, widths: tuple[float, float] = (1.0, 3.0)):
     """`pen_redraw` with square pens from max pooling (1, 2, 3, 4 px wide), blended for the
     widths in between: the worker's own `pen_strokes`."""
-    from mnist_core.training import fit
+    from mnist_core.training import augment
 
-    return fit.pen_strokes(seed, fraction, widths)
+    return augment.pen_strokes(seed, fraction, widths)
 
 
 def swap_simulated(tf, seed: int, fraction: float):

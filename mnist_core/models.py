@@ -163,35 +163,42 @@ def warmup_steps(config: TrainConfig) -> int:
     return max(1, config.epochs * config.steps_per_epoch() // 10)
 
 
+def _subset_code(config: TrainConfig) -> str:
+    if config.train_size >= 60000:
+        return ""
+    return (f"\n# Train on a random subset of {config.train_size} images\n"
+            f"rng = np.random.default_rng({config.seed})\n"
+            f"keep = rng.permutation(len(x_train))[:{config.train_size}]\n"
+            f"x_train, y_train = x_train[keep], y_train[keep]\n")
+
+
+def _augment_code(config: TrainConfig) -> str:
+    """The layers a learner would add for the app's augmentations (the app does them in the
+    input pipeline)."""
+    pen = ("    # The app also redraws half of each batch with a pen along each digit's\n"
+           "    # skeleton (mnist_core/skeleton.py), as a mouse draws.\n"
+           if config.pen_strokes else "")
+    augment = (
+        "    # Augmentation, active only while training: a mild rotation, scale, slant\n"
+        "    # and shift (the app does them in one transform per image)\n"
+        "    layers.Reshape((28, 28, 1)),\n"
+        "    layers.RandomRotation(0.032, fill_mode='constant'),\n"
+        "    layers.RandomZoom(0.1, fill_mode='constant'),\n"
+        "    layers.RandomShear(0.2, 0.0, fill_mode='constant'),\n"
+        "    layers.RandomTranslation(1 / 28, 1 / 28, fill_mode='constant'),\n"
+        "    layers.Flatten(),\n" if config.augment else "")
+    return pen + augment
+
+
 def keras_code(config: TrainConfig) -> str:
     """The plain Keras lines a learner would type in the notebook for these settings."""
     layer_lines = "\n".join(
         f"    layers.{layer.kind}({_format_kwargs(layer.kwargs)}),"
         for layer in layers_of(config.model)
     )
-    subset = ""
-    if config.train_size < 60000:
-        subset = (
-            f"\n# Train on a random subset of {config.train_size} images\n"
-            f"rng = np.random.default_rng({config.seed})\n"
-            f"keep = rng.permutation(len(x_train))[:{config.train_size}]\n"
-            f"x_train, y_train = x_train[keep], y_train[keep]\n"
-        )
+    subset = _subset_code(config)
     validation = ",\n    validation_data=(x_valid, y_valid)," if config.validation else ","
-    if config.augment or config.pen_strokes:
-        pen = ("    # The app also redraws half of each batch with a pen along each digit's\n"
-               "    # skeleton (mnist_core/skeleton.py), as a mouse draws.\n"
-               if config.pen_strokes else "")
-        augment = (
-            "    # Augmentation, active only while training: a mild rotation, scale, slant\n"
-            "    # and shift (the app does them in one transform per image)\n"
-            "    layers.Reshape((28, 28, 1)),\n"
-            "    layers.RandomRotation(0.032, fill_mode='constant'),\n"
-            "    layers.RandomZoom(0.1, fill_mode='constant'),\n"
-            "    layers.RandomShear(0.2, 0.0, fill_mode='constant'),\n"
-            "    layers.RandomTranslation(1 / 28, 1 / 28, fill_mode='constant'),\n"
-            "    layers.Flatten(),\n" if config.augment else "")
-        layer_lines = pen + augment + layer_lines
+    layer_lines = _augment_code(config) + layer_lines
     precision = {
         "float32": "",
         "mixed_bfloat16": 'keras.mixed_precision.set_global_policy("mixed_bfloat16")\n',

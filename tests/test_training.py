@@ -346,7 +346,7 @@ def test_fast_cnn_trains_saves_and_is_served_the_same_by_onnx_and_inside(tmp_pat
 def test_affine_augmentation_varies_digits_mildly(mnist):
     import tensorflow as tf
 
-    from mnist_core.training.fit import affine
+    from mnist_core.training.augment import affine
 
     x = normalize(flatten(mnist.x_valid[:256]))
     out = affine(seed=1)(tf.constant(x)).numpy()
@@ -395,7 +395,7 @@ def test_training_batches_show_every_image_once_an_epoch_in_a_new_order(mnist):
 def test_pen_strokes_redraw_half_the_batch_along_each_digit_s_skeleton(mnist):
     import tensorflow as tf
 
-    from mnist_core.training.fit import pen_strokes, skeletons
+    from mnist_core.training.augment import pen_strokes, skeletons
 
     x = normalize(flatten(mnist.x_valid[:512]))
     skeleton = skeletons(x)

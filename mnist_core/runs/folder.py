@@ -312,3 +312,15 @@ def log_tail(run_dir: Path, lines: int = 15) -> str:
         return ""
     useful = [line for line in text.splitlines() if line.strip()]
     return "\n".join(useful[-lines:])
+
+
+def stat_key(path: Path) -> tuple | None:
+    """What changes whenever a file is replaced (atomic writes give it a new inode) or
+    rewritten; None for a missing file."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return ("error", exc.errno)
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size, stat.st_mode

@@ -367,7 +367,7 @@ class ModelStore:
 
     def _parse(self, path: Path) -> _Parsed:
         """The run's config and record, parsed again only when one of SIGNED_FILES changed."""
-        stats = tuple(_stat_key(path / name) for name in SIGNED_FILES)
+        stats = tuple(folder.stat_key(path / name) for name in SIGNED_FILES)
         with self._lock:
             cached = self._parsed.get(path)
         if cached is not None and cached[0] == stats:
@@ -378,18 +378,6 @@ class ModelStore:
         with self._lock:
             self._parsed[path] = (stats, parsed)
         return parsed
-
-
-def _stat_key(path: Path) -> tuple | None:
-    """What changes whenever a file is replaced (atomic writes give it a new inode) or
-    rewritten; None for a missing file."""
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        return ("error", exc.errno)
-    return stat.st_ino, stat.st_mtime_ns, stat.st_size, stat.st_mode
 
 
 def _parse_run(path: Path) -> _Parsed:

@@ -21,7 +21,6 @@ import tensorflow as tf
 from mnist_core import platform_os
 from mnist_core.config import TrainConfig
 from mnist_core.data import (
-    IMAGE_SIZE,
     NUM_PIXELS,
     categorize,
     flatten,
@@ -43,7 +42,7 @@ from mnist_core.runs.record import (
     StartEvent,
     read_config,
 )
-from mnist_core.skeleton import thin
+from mnist_core.training.augment import affine, pen_strokes, skeletons
 from mnist_core.training.lowest_priority import threads_asked
 from mnist_core.training.snapshots import FeatureSnapshots, export_weights, sample_indices
 
@@ -53,9 +52,6 @@ BATCH_EVENT_SECONDS = 0.1
 VALIDATION_BATCH = 2048
 DRAWINGS_SHARE = 0.1  # the class's drawings make up about this much of a fine-tune's epoch
 # Augmentation, measured on drawn digits (benchmarks/RESULTS.md, "Drawn digits"):
-AFFINE = (0.2, 0.1, 0.1, 0.2, 1.0)  # ± rotation (rad), scale, squeeze, slant; shift (px)
-PEN_SHARE = 0.5  # of each batch redrawn along its skeleton
-PEN_WIDTHS = (1.0, 3.0)  # px at 28x28, blended between square pens 1-4 px wide
 
 
 @dataclass(frozen=True)
@@ -200,68 +196,6 @@ def training_dataset(x_train: np.ndarray, y_train: np.ndarray,
             .prefetch(2).with_options(options))
 
 
-def skeletons(x: np.ndarray) -> np.ndarray:
-    """(N, 784) float32 in [0, 1] -> (N, 784) float32 in {0, 1}: each digit's centre line."""
-    return flatten(thin(x.reshape(-1, IMAGE_SIZE, IMAGE_SIZE) >= 0.5)).astype(np.float32)
-
-
-def pen_strokes(seed: int, share: float = PEN_SHARE,
-                widths: tuple[float, float] = PEN_WIDTHS):
-    """Redraw `share` of each batch with a square pen 1-4 px wide along each digit's
-    skeleton: the constant-width strokes of a mouse, which MNIST's pens on paper are not.
-    fn(x, skeleton) -> x, both (B, 784) float32."""
-    def redraw(x, skeleton):
-        batch = tf.shape(x)[0]
-        s = tf.reshape(skeleton, (-1, IMAGE_SIZE, IMAGE_SIZE, 1))
-        pens = tf.stack([s] + [tf.nn.max_pool2d(s, k, 1, "SAME") for k in (2, 3, 4)], axis=0)
-        width = tf.random.uniform((batch,), widths[0], widths[1], seed=seed)
-        low = tf.cast(tf.floor(width), tf.int32) - 1
-        high = tf.minimum(low + 1, 3)
-        blend = tf.reshape(width - tf.floor(width), (-1, 1, 1, 1))
-        rows = tf.range(batch)
-        thinner = tf.gather_nd(pens, tf.stack([low, rows], axis=1))
-        thicker = tf.gather_nd(pens, tf.stack([high, rows], axis=1))
-        drawn = tf.reshape((1 - blend) * thinner + blend * thicker, (-1, NUM_PIXELS))
-        use = tf.random.uniform((batch, 1), seed=seed + 1) < share
-        return tf.where(use, drawn, x)
-
-    return redraw
-
-
-def affine(seed: int, limits: tuple[float, float, float, float, float] = AFFINE):
-    """A mild random affine transform of each image of a (B, 784) batch: rotation, scale,
-    squeeze, slant and shift (`limits`, as AFFINE), in one bilinear resampling.
-
-    Mild on purpose: the Draw page's MNIST steps already normalise size and position, and
-    larger shifts and zooms cost MNIST accuracy without helping drawings (RESULTS.md).
-    """
-    centre = (IMAGE_SIZE - 1) / 2
-    rotate, scale, squeeze, shear, shift = limits
-
-    def uniform(batch, limit, offset):
-        return tf.random.uniform((batch,), -limit, limit, seed=seed + offset)
-
-    def transform(x):
-        batch = tf.shape(x)[0]
-        angle, zoom = uniform(batch, rotate, 0), 1.0 + uniform(batch, scale, 1)
-        aspect, slant = 1.0 + uniform(batch, squeeze, 2), uniform(batch, shear, 3)
-        cos, sin = tf.cos(angle), tf.sin(angle)
-        # The output-to-input map, as ImageProjectiveTransform wants it.
-        a0, a1 = cos / (zoom / aspect), sin / (zoom / aspect) + slant
-        b0, b1 = -sin / (zoom * aspect), cos / (zoom * aspect)
-        a2 = centre + uniform(batch, shift, 4) - (a0 + a1) * centre
-        b2 = centre + uniform(batch, shift, 5) - (b0 + b1) * centre
-        zeros = tf.zeros_like(a0)
-        images = tf.raw_ops.ImageProjectiveTransformV3(
-            images=tf.reshape(x, (-1, IMAGE_SIZE, IMAGE_SIZE, 1)),
-            transforms=tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1),
-            output_shape=[IMAGE_SIZE, IMAGE_SIZE], interpolation="BILINEAR",
-            fill_mode="CONSTANT", fill_value=0.0)
-        return tf.reshape(images, (-1, NUM_PIXELS))
-
-    return transform
-
-
 class LiveMetrics(keras.callbacks.Callback):
     """Streams metrics to metrics.jsonl and honours the stop file within one batch."""
 
@@ -386,6 +320,27 @@ def save_model(model: keras.Model, run_dir: Path) -> None:
         onnx_tmp.unlink(missing_ok=True)
 
 
+def save_served_model(model: keras.Model, run_dir: Path, config: TrainConfig,
+                      data: TrainingData, fine_tune: FineTune | None):
+    """Save the model as served (float32 weights whatever the training precision: ONNX
+    Runtime's CPU kernels and every other Keras user expect float32), and the Inside page's
+    weights. Returns it, its validation probabilities (N, 10), and a fine-tune's result
+    measured on the held-out drawings."""
+    served = build_model(config.model, "float32")
+    served.set_weights(model.get_weights())
+    probabilities = served.predict(data.x_valid, batch_size=VALIDATION_BATCH, verbose=0)
+    save_model(served, run_dir)
+    export_weights(served, run_dir / WEIGHTS_FILE)  # the Inside page's numpy forward pass
+    result = None
+    if fine_tune is not None:
+        after = None
+        if len(fine_tune.y_holdout):
+            predicted = served.predict(fine_tune.x_holdout, verbose=0).argmax(axis=1)
+            after = float((predicted == fine_tune.y_holdout).mean())
+        result = replace(fine_tune.result, accuracy_after=after)
+    return served, probabilities, result
+
+
 def train(run_dir: Path) -> RunRecord | None:
     """Train the run in `run_dir`; return its record (None when stopped before one epoch)."""
     started = time.time()
@@ -424,21 +379,7 @@ def train(run_dir: Path) -> RunRecord | None:
         events.append_event(metrics, EndEvent(status=status, saved=False, t=time.time()))
         return None
 
-    # Serve and save float32 weights whatever the training precision: ONNX Runtime's CPU
-    # kernels and every other Keras user expect float32.
-    served = build_model(config.model, "float32")
-    served.set_weights(model.get_weights())
-    probabilities = served.predict(data.x_valid, batch_size=VALIDATION_BATCH, verbose=0)
-    save_model(served, run_dir)
-    export_weights(served, run_dir / WEIGHTS_FILE)  # the Inside page's numpy forward pass
-    result = None
-    if fine_tune is not None:
-        after = None
-        if len(fine_tune.y_holdout):
-            predicted = served.predict(fine_tune.x_holdout, verbose=0).argmax(axis=1)
-            after = float((predicted == fine_tune.y_holdout).mean())
-        result = replace(fine_tune.result, accuracy_after=after)
-
+    served, probabilities, result = save_served_model(model, run_dir, config, data, fine_tune)
     record = RunRecord(
         run_id=run_dir.name, status=status, config=config, device=devices.device,
         device_kind=devices.device_kind, strategy=type(devices.strategy).__name__,
