@@ -71,38 +71,34 @@ def result(run: Run, revision: tuple[int, int]) -> DrawingsResult:
     return _result(run.run_id, run.onnx_path.stat().st_mtime, revision)
 
 
-def set_collecting(on: bool) -> None:
-    if roles.teacher_only("pause or resume collecting drawings"):
+def _change_drawings(action: str, change) -> None:
+    """A teacher's change to the class's drawings: checked where it acts, done, or one
+    message saying why not (the database, or a bad drawing number)."""
+    if roles.teacher_only(action):
         try:
-            ui.drawing_store().set_collecting(on)
-        except DrawingStoreError as exc:
+            change(ui.drawing_store())
+        except (DrawingStoreError, ValueError) as exc:
             st.error(str(exc))
+
+
+def set_collecting(on: bool) -> None:
+    _change_drawings("pause or resume collecting drawings", lambda store: store.set_collecting(on))
 
 
 def delete_drawing(drawing_id: int) -> None:
-    if roles.teacher_only("delete drawings"):
-        try:
-            if not ui.drawing_store().delete(drawing_id):
-                st.info(f"There is no drawing #{drawing_id}.")
-        except (DrawingStoreError, ValueError) as exc:
-            st.error(str(exc))
+    def delete(store) -> None:
+        if not store.delete(drawing_id):
+            st.info(f"There is no drawing #{drawing_id}.")
+    _change_drawings("delete drawings", delete)
 
 
 def hide_drawing(drawing_id: int, hidden: bool = True) -> None:
     """The teacher keeps one drawing out of the gallery (it stays in the data)."""
-    if roles.teacher_only("hide drawings"):
-        try:
-            ui.drawing_store().hide(drawing_id, hidden)
-        except (DrawingStoreError, ValueError) as exc:
-            st.error(str(exc))
+    _change_drawings("hide drawings", lambda store: store.hide(drawing_id, hidden))
 
 
 def show_all() -> None:
-    if roles.teacher_only("hide drawings"):
-        try:
-            ui.drawing_store().show_all()
-        except DrawingStoreError as exc:
-            st.error(str(exc))
+    _change_drawings("hide drawings", lambda store: store.show_all())
 
 
 def gallery(result: DrawingsResult) -> None:
@@ -150,11 +146,7 @@ def _gallery_cell(column, result: DrawingsResult, i: int) -> None:
 
 
 def delete_all() -> None:
-    if roles.teacher_only("delete drawings"):
-        try:
-            ui.drawing_store().delete_all()
-        except DrawingStoreError as exc:
-            st.error(str(exc))
+    _change_drawings("delete drawings", lambda store: store.delete_all())
 
 
 EXPORTS = {
