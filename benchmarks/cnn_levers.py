@@ -80,6 +80,15 @@ class Levers:
     ema: bool = False  # keep an exponential average of the weights; use it at the end
 
 
+def without_first_norm(layers: list[Layer]) -> list[Layer]:
+    """The first conv block as Conv (with bias) -> pool -> ReLU: no batch normalisation on
+    its 13x13x16 map, the largest the network normalises."""
+    first = next(i for i, layer in enumerate(layers) if layer.kind == "Conv2D")
+    conv = Layer("Conv2D", {**layers[first].kwargs, "use_bias": True})
+    return [*layers[:first], conv, POOL, Layer("Activation", {"activation": "relu"}),
+            *layers[first + 4:]]
+
+
 BASE = TrainConfig(model="cnn", epochs=5, batch_size=512, learning_rate=0.002,
                    precision="float32")
 LR5 = replace(BASE, learning_rate=0.005)
@@ -111,6 +120,10 @@ LEVERS: dict[str, Levers] = {
     "l64_dense_6": Levers(arch(16, 32, bn="pool", last=64, dense=128), replace(LR5, epochs=6)),
     "l64_dense_lr2": Levers(arch(16, 32, bn="pool", last=64, dense=128), BASE),
     "half_bnpool_5x5": Levers(arch(16, 32, bn="pool", size=5), LR5),
+    # The recipe (fast_cnn: 4 epochs, mild affine), and it without its first normalisation
+    "fast_cnn": Levers(layers_of("fast_cnn"), replace(LR5, epochs=4, augment=True)),
+    "fast_cnn_first_unnormed": Levers(without_first_norm(layers_of("fast_cnn")),
+                                      replace(LR5, epochs=4, augment=True)),
 }
 
 

@@ -54,8 +54,8 @@ ARCHITECTURES: dict[str, list[Layer]] = {
         Layer("Dropout", {"rate": 0.5}),
         Layer("Dense", {"units": NUM_CLASSES, "activation": "softmax"}),
     ],
-    # The CNN for a live demo: ~99.3-99.4% in 5 epochs, a fit of well under a minute on 2
-    # CPU cores (benchmarks/RESULTS.md, "A CNN in 20 seconds"). Narrow convolutions (16, 32,
+    # The CNN for a live demo: ~99.3% in 4 epochs, a fit of about 20 s on 2 CPU cores
+    # (benchmarks/RESULTS.md, "A CNN in 20 seconds"). Narrow convolutions (16, 32,
     # 64), each followed by batch normalisation so that a large learning rate stays stable;
     # pooling before the normalisation, on a quarter of the values (half the time of
     # normalising first, and more accurate here); no bias before a normalisation.

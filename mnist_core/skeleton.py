@@ -7,7 +7,16 @@ benchmark traces skeletons into mouse strokes (tests/strokes.py).
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
+
 import numpy as np
+
+# The skeletons of MNIST's 60000 training digits, made once and shipped: thinning them all
+# takes seconds, which every pen-stroke training would otherwise spend before its first step.
+STORED = Path(__file__).resolve().parent.parent / "data" / "skeletons" / "train-skeletons.npz"
+INK = 128  # a pixel is ink from this grey level (0.5 after normalizing by /255)
 
 # (dy, dx) of the 8 neighbours, clockwise from north: P2..P9 in Zhang & Suen (1984).
 NEIGHBOURS = ((-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1))
@@ -57,3 +66,40 @@ def thin(ink: np.ndarray) -> np.ndarray:
         active = active[changed]
     skeletons = image[:, 1:-1, 1:-1].astype(bool)
     return skeletons[0] if single else skeletons
+
+
+def digest(images: np.ndarray) -> str:
+    """SHA-256 of (N, 28, 28) uint8 images: which images a stored set of skeletons is of."""
+    return hashlib.sha256(np.ascontiguousarray(images, np.uint8).tobytes()).hexdigest()
+
+
+def train_skeletons(images: np.ndarray, stored: Path = STORED) -> np.ndarray:
+    """(N, H, W) uint8 images -> (N, H, W) bool skeletons of their ink (pixels >= INK).
+
+    Read from `stored` when it holds exactly these images' skeletons (the digest it records
+    matches: MNIST's training digits as shipped), else thinned here.
+    """
+    if stored.exists():
+        with np.load(stored) as archive:
+            if str(archive["digest"]) == digest(images):
+                shape = tuple(archive["shape"])
+                bits = np.unpackbits(archive["packed"], count=int(np.prod(shape)))
+                return bits.reshape(shape).astype(bool)
+    return thin(images >= INK)
+
+
+def write_train_skeletons(images: np.ndarray, path: Path = STORED) -> None:
+    """Thin `images` and store their skeletons, packed 8 pixels a byte, with their digest."""
+    skeletons = thin(images >= INK)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    np.savez_compressed(temporary, digest=np.array(digest(images)),
+                        shape=np.array(skeletons.shape), packed=np.packbits(skeletons))
+    os.replace(temporary, path)
+
+
+if __name__ == "__main__":
+    from mnist_core.data import read_mnist
+
+    write_train_skeletons(read_mnist().x_train)
+    print(f"wrote {STORED}")

@@ -62,7 +62,7 @@ def train_the_default_model() -> None:
     config = TrainConfig.for_drawing(origin="draw_page")
     st.markdown(f"Train the model made for drawings now: {MODEL_LABELS[config.model]}, "
                 f"{config.epochs} epochs on digits varied and redrawn with a pen, as people "
-                "draw. Half a minute or so on a laptop's CPU, a few seconds on a GPU.")
+                "draw. About 20 seconds on a laptop's CPU, a few seconds on a GPU.")
     if st.button("Train the default model", type="primary") and ui.start_training(config):
         with st.spinner("Training the default model..."):
             snap = ui.trainer().wait(timeout=DEFAULT_TRAINING_TIMEOUT)

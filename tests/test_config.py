@@ -69,6 +69,10 @@ def test_each_model_has_a_recipe_and_the_cli_starts_from_it():
     assert given.augment and not config_from_args(parse_args(["--model", "fast_cnn",
                                                               "--no-augment"])).augment
     assert config_from_args(parse_args(["--augment"])).augment
+    # --drawing sets the drawing recipe's settings, and what is given still wins.
+    assert config_from_args(parse_args(["--drawing", "--epochs", "3"])).epochs == 3
+    assert config_from_args(parse_args(["--drawing", "--learning-rate", "0.01"])
+                            ).learning_rate == 0.01
     drawing = config_from_args(parse_args(["--drawing"]))
     expected = TrainConfig.for_drawing()
     assert (drawing.model, drawing.epochs, drawing.learning_rate, drawing.augment,

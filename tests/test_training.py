@@ -406,9 +406,67 @@ def test_pen_strokes_redraw_half_the_batch_along_each_digit_s_skeleton(mnist):
     out = pen_strokes(seed=3)(tf.constant(x), tf.constant(skeleton)).numpy()
     redrawn = ~np.isclose(out, x).all(axis=1)
     assert 0.4 < redrawn.mean() < 0.6  # about half of the batch
-    # A redrawn digit covers its skeleton and stays within one pen width of it.
+    # A redrawn digit covers its skeleton and stays within one pen width of it: inside the
+    # skeleton dilated by the widest pen, a 4x4 square (TensorFlow's "SAME" window: one
+    # pixel before, two after).
     assert (out[redrawn][skeleton[redrawn] == 1] > 0.99).all()
+    lines = np.pad(skeleton[redrawn].reshape(-1, 28, 28), ((0, 0), (1, 2), (1, 2)))
+    widest = np.lib.stride_tricks.sliding_window_view(lines, (4, 4), axis=(1, 2)).max(axis=(3, 4))
+    assert (out[redrawn][widest.reshape(-1, 784) == 0] == 0).all()
+    inked = (out[redrawn] > 0).sum(axis=1)
+    assert inked.mean() > 1.5 * skeleton[redrawn].sum(axis=1).mean()  # wider than the line
     assert set(np.unique(out[~redrawn])) <= set(np.unique(x))
+
+
+def applier(optimizer, weights):
+    """optimizer.apply(gradients, weights) compiled, as model.fit runs it."""
+    import tensorflow as tf
+
+    @tf.function
+    def apply(gradients):
+        optimizer.apply(gradients, weights)
+
+    return apply
+
+
+@pytest.mark.unit
+def test_the_fused_adam_updates_weights_as_keras_adam_does():
+    import keras
+    import tensorflow as tf
+
+    from mnist_core.training.fit import build_optimizer
+    from mnist_core.training.fused_adam import FusedAdam
+
+    fused = build_optimizer(TrainConfig())  # the app's Adam, with its warm-up and decay
+    assert isinstance(fused, FusedAdam)
+    plain = keras.optimizers.Adam.from_config(fused.get_config())
+    rng = np.random.default_rng(0)
+    start = [rng.normal(size=shape).astype(np.float32) for shape in ((784, 32), (32,))]
+    gradients = [[rng.normal(size=w.shape).astype(np.float32) for w in start]
+                 for _ in range(30)]
+    results = []
+    for optimizer in (fused, plain):
+        weights = [keras.Variable(w) for w in start]
+        optimizer.build(weights)
+        apply = applier(optimizer, weights)
+        for step in gradients:
+            apply([tf.constant(g) for g in step])
+        results.append([w.numpy() for w in weights])
+    for mine, theirs, first in zip(*results, start, strict=True):
+        assert np.abs(mine - first).max() > 1e-3  # the weights moved...
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-6)  # ... the same way
+
+
+@pytest.mark.unit
+def test_a_pen_strokes_training_carries_the_skeletons_of_its_images():
+    from mnist_core.training.augment import skeletons
+    from mnist_core.training.fit import prepare_data
+
+    config = replace(TrainConfig.for_drawing(), train_size=1000, seed=4)
+    prepared = prepare_data(config)
+    assert prepared.skeletons.shape == prepared.x_train.shape == (1000, 784)
+    np.testing.assert_array_equal(prepared.skeletons, skeletons(prepared.x_train))
+    assert prepare_data(replace(config, pen_strokes=False)).skeletons is None
 
 
 PNG = b"\x89PNG\r\n\x1a\nfake-but-opaque-bytes"

@@ -26,9 +26,20 @@ def pen_strokes(seed: int, share: float = PEN_SHARE,
     skeleton: the constant-width strokes of a mouse, which MNIST's pens on paper are not.
     fn(x, skeleton) -> x, both (B, 784) float32."""
     def redraw(x, skeleton):
-        batch = tf.shape(x)[0]
+        # Only the rows to redraw get pens drawn.
+        use = tf.random.uniform((tf.shape(x)[0],), seed=seed + 1) < share
+        rows = tf.where(use)[:, 0]
+        drawn = draw(tf.gather(skeleton, rows))
+        return tf.tensor_scatter_nd_update(x, rows[:, None], drawn)
+
+    def draw(skeleton):
+        batch = tf.shape(skeleton)[0]
         s = tf.reshape(skeleton, (-1, IMAGE_SIZE, IMAGE_SIZE, 1))
-        pens = tf.stack([s] + [tf.nn.max_pool2d(s, k, 1, "SAME") for k in (2, 3, 4)], axis=0)
+        # A k x k pen is a k x k max filter. With the images as the channels of one image,
+        # TensorFlow's pooling runs 3x faster than on many one-channel images.
+        as_channels = tf.transpose(s, [3, 1, 2, 0])
+        pens = tf.stack([s] + [tf.transpose(tf.nn.max_pool2d(as_channels, k, 1, "SAME"),
+                                            [3, 1, 2, 0]) for k in (2, 3, 4)], axis=0)
         width = tf.random.uniform((batch,), widths[0], widths[1], seed=seed)
         low = tf.cast(tf.floor(width), tf.int32) - 1
         high = tf.minimum(low + 1, 3)
@@ -36,9 +47,7 @@ def pen_strokes(seed: int, share: float = PEN_SHARE,
         rows = tf.range(batch)
         thinner = tf.gather_nd(pens, tf.stack([low, rows], axis=1))
         thicker = tf.gather_nd(pens, tf.stack([high, rows], axis=1))
-        drawn = tf.reshape((1 - blend) * thinner + blend * thicker, (-1, NUM_PIXELS))
-        use = tf.random.uniform((batch, 1), seed=seed + 1) < share
-        return tf.where(use, drawn, x)
+        return tf.reshape((1 - blend) * thinner + blend * thicker, (-1, NUM_PIXELS))
 
     return redraw
 

@@ -18,7 +18,7 @@ from mnist_core.runs.store import ActionRefused, ModelStore
 from mnist_core.training.supervisor import JobRefused, StartFailed, Trainer
 
 BAR_WIDTH = 30
-# What --drawing takes from TrainConfig.for_drawing(); the rest stays as given.
+# What --drawing takes from TrainConfig.for_drawing() unless given on the command line.
 DRAWING_SETTINGS = ("model", "epochs", "learning_rate", "augment", "pen_strokes")
 
 
@@ -36,7 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                  f"{f', {fast} for fast_cnn' if fast != default else ''})",
         )
 
-    parser.add_argument("--model", choices=MODELS, default=defaults.model)
+    parser.add_argument("--model", choices=MODELS, default=None,
+                        help=f"default {defaults.model} ({TrainConfig.for_drawing().model} with --drawing)")
     bounded("epochs", int, "passes over the training images")
     bounded("batch_size", int, "images per training step")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
@@ -74,10 +75,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = {k: v for k, v in vars(args).items() if v is not None
              and k not in ("notebook", "drawing", "models_dir", "stop", "choose")}
-    values = {**TrainConfig.recipe(args.model).to_dict(), **given, "origin": "cli"}
+    values = TrainConfig.recipe(args.model or TrainConfig().model).to_dict()
     if args.drawing:
         drawing = TrainConfig.for_drawing().to_dict()
         values.update({k: drawing[k] for k in DRAWING_SETTINGS})
+    values.update({**given, "origin": "cli"})
     if args.notebook:
         notebook = TrainConfig.notebook().to_dict()
         values.update({k: notebook[k] for k in

@@ -1,7 +1,7 @@
 """The TensorFlow side of a training, one step per function; imported only by the worker.
 
 `train(run_dir)` reads the run's config.json, prepares the notebook's data, builds and fits
-the model while `LiveMetrics` streams events to metrics.jsonl and honours the stop file, then
+the model while `live_metrics.LiveMetrics` streams events to metrics.jsonl and honours the stop file, then
 saves model.keras, model.onnx and, last, record.json.
 """
 
@@ -34,21 +34,19 @@ from mnist_core.inside import WEIGHTS_FILE
 from mnist_core.models import OPTIMIZER_CLASSES, layers_of, warmup_steps
 from mnist_core.runs import events, folder
 from mnist_core.runs.record import (
-    BatchEvent,
     EndEvent,
-    EpochEvent,
     FineTuneResult,
     RunRecord,
     StartEvent,
     read_config,
 )
+from mnist_core.skeleton import train_skeletons
 from mnist_core.training.augment import affine, pen_strokes, skeletons
+from mnist_core.training.fused_adam import FusedAdam
+from mnist_core.training.live_metrics import LiveMetrics
 from mnist_core.training.lowest_priority import threads_asked
 from mnist_core.training.snapshots import FeatureSnapshots, export_weights, sample_indices
 
-# How often batch metrics are written: enough for a smooth live chart, few enough lines
-# that a 9375-batch notebook-style run stays a small file.
-BATCH_EVENT_SECONDS = 0.1
 VALIDATION_BATCH = 2048
 DRAWINGS_SHARE = 0.1  # the class's drawings make up about this much of a fine-tune's epoch
 # Augmentation, measured on drawn digits (benchmarks/RESULTS.md, "Drawn digits"):
@@ -69,6 +67,8 @@ class TrainingData:
     x_valid: np.ndarray  # (10000, 784) float32 in [0, 1]
     y_valid: np.ndarray  # (10000, 10) one-hot
     labels_valid: np.ndarray  # (10000,) uint8, y_valid as digits
+    # (N, 784) float32 in {0, 1}: x_train's skeletons, for the pen strokes (else None)
+    skeletons: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -151,18 +151,21 @@ def build_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
             warmup_target=config.learning_rate,
             warmup_steps=warmup_steps(config),
         )
+    if config.optimizer == "adam":  # keras.optimizers.Adam, one fused kernel per weight
+        return FusedAdam(learning_rate=learning_rate)
     return getattr(keras.optimizers, OPTIMIZER_CLASSES[config.optimizer])(
         learning_rate=learning_rate)
 
 
-def training_dataset(x_train: np.ndarray, y_train: np.ndarray,
-                     config: TrainConfig) -> tf.data.Dataset:
+def training_dataset(x_train: np.ndarray, y_train: np.ndarray, config: TrainConfig,
+                     x_skeletons: np.ndarray | None = None) -> tf.data.Dataset:
     """Batches for all epochs, reshuffled every epoch, built in the graph from data held once.
 
     x_train (N, 784) float32 in [0, 1], y_train (N, 10) one-hot. Shuffling whole index
     vectors (one op per epoch) instead of 60000 single elements keeps the input pipeline
     out of the way of the matrix products. When the batch size does not divide N the last
-    batch is topped up with the epoch's first images, so every batch is full.
+    batch is topped up with the epoch's first images, so every batch is full. x_skeletons
+    (N, 784), x_train's skeletons for the pen strokes, are thinned here when not given.
     """
     n, batch = len(x_train), config.batch_size
     steps = config.steps_per_epoch()
@@ -176,7 +179,9 @@ def training_dataset(x_train: np.ndarray, y_train: np.ndarray,
         return tf.reshape(order, (steps, batch))
 
     pen = pen_strokes(config.seed + 50) if config.pen_strokes else None
-    skeletons_all = tf.constant(skeletons(x_train)) if pen else None
+    if pen and x_skeletons is None:
+        x_skeletons = skeletons(x_train)
+    skeletons_all = tf.constant(x_skeletons) if pen else None
     augment = affine(config.seed) if config.augment else None
 
     def gather(indices):
@@ -196,60 +201,21 @@ def training_dataset(x_train: np.ndarray, y_train: np.ndarray,
             .prefetch(2).with_options(options))
 
 
-class LiveMetrics(keras.callbacks.Callback):
-    """Streams metrics to metrics.jsonl and honours the stop file within one batch."""
-
-    def __init__(self, run_dir: Path, steps_per_epoch: int):
-        super().__init__()
-        self.metrics = run_dir / folder.METRICS
-        self.stop_file = run_dir / folder.STOP
-        self.steps = steps_per_epoch
-        self.last_write = 0.0
-        self.epoch = 0
-        self.epoch_start = time.time()
-        self.epochs_completed = 0
-        self.batches_done = 0
-        self.stop_requested = False
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-        self.epoch_start = time.time()
-        self.batches_done = 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.batches_done = batch + 1
-        now = time.time()
-        if now - self.last_write >= BATCH_EVENT_SECONDS or batch + 1 == self.steps:
-            self.last_write = now
-            # Keras reports the running mean over the epoch so far.
-            events.append_event(self.metrics, BatchEvent(
-                epoch=self.epoch, batch=batch + 1, step=self.epoch * self.steps + batch + 1,
-                loss=float(logs["loss"]), accuracy=float(logs["accuracy"]), t=now))
-        if self.stop_file.exists():
-            self.stop_requested = True
-            self.model.stop_training = True
-
-    def on_epoch_end(self, epoch, logs=None):
-        complete = self.batches_done == self.steps
-        self.epochs_completed += complete
-        values = {key: float(logs[key]) for key in ("loss", "accuracy", "val_loss", "val_accuracy")
-                  if logs and key in logs}
-        events.append_event(self.metrics, EpochEvent(
-            epoch=epoch, complete=complete, seconds=time.time() - self.epoch_start,
-            t=time.time(), **values))
-
-
 def prepare_data(config: TrainConfig) -> TrainingData:
     """The notebook's steps: flatten, normalize, categorize (on a random subset if asked)."""
     data = read_mnist()
     order = np.random.default_rng(config.seed).permutation(len(data.x_train))
     keep = np.sort(order[: config.train_size])
+    x_skeletons = None
+    if config.pen_strokes:
+        x_skeletons = flatten(train_skeletons(data.x_train)[keep]).astype(np.float32)
     return TrainingData(
         x_train=normalize(flatten(data.x_train[keep])),
         y_train=categorize(data.y_train[keep]),
         x_valid=normalize(flatten(data.x_valid)),
         y_valid=categorize(data.y_valid),
         labels_valid=data.y_valid,
+        skeletons=x_skeletons,
     )
 
 
@@ -273,11 +239,13 @@ def add_drawings(run_dir: Path, config: TrainConfig,
     repeats = 0
     if len(used):
         repeats = int(np.clip(round(DRAWINGS_SHARE * len(data.x_train) / len(used)), 1, 1000))
+        x_used = normalize(flatten(used.images))
         data = replace(
             data,
-            x_train=np.concatenate([data.x_train,
-                                    np.tile(normalize(flatten(used.images)), (repeats, 1))]),
+            x_train=np.concatenate([data.x_train, np.tile(x_used, (repeats, 1))]),
             y_train=np.concatenate([data.y_train, np.tile(categorize(used.labels), (repeats, 1))]),
+            skeletons=None if data.skeletons is None else np.concatenate(
+                [data.skeletons, np.tile(skeletons(x_used), (repeats, 1))]),
         )
     result = FineTuneResult(drawings_train=len(used), drawings_holdout=len(held),
                             drawings_repeats=repeats, accuracy_before=before)
@@ -289,7 +257,7 @@ def fit(model: keras.Model, data: TrainingData, config: TrainConfig,
     """model.fit as the notebook does it, with validation data; returns (history, seconds)."""
     started = time.time()
     history = model.fit(
-        training_dataset(data.x_train, data.y_train, config),
+        training_dataset(data.x_train, data.y_train, config, data.skeletons),
         epochs=config.epochs,
         steps_per_epoch=config.steps_per_epoch(),
         validation_data=(data.x_valid, data.y_valid) if config.validation else None,
