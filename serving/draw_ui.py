@@ -60,7 +60,8 @@ def train_the_default_model() -> None:
         st.button("Refresh")
         return
     config = TrainConfig.for_drawing(origin="draw_page")
-    st.markdown(f"Train the model made for drawings now: {MODEL_LABELS[config.model]}, "
+    name = MODEL_LABELS[config.model].split(" (")[0]  # "Fast CNN", without its summary
+    st.markdown(f"Train the model made for drawings now: the {name}, "
                 f"{config.epochs} epochs on digits varied and redrawn with a pen, as people "
                 "draw. About 20 seconds on a laptop's CPU, a few seconds on a GPU.")
     if st.button("Train the default model", type="primary") and ui.start_training(config):
