@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -73,19 +74,26 @@ def digest(images: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(images, np.uint8).tobytes()).hexdigest()
 
 
-def train_skeletons(images: np.ndarray, stored: Path = STORED) -> np.ndarray:
-    """(N, H, W) uint8 images -> (N, H, W) bool skeletons of their ink (pixels >= INK).
+def train_skeletons(images: np.ndarray, rows: np.ndarray | None = None,
+                    stored: Path = STORED) -> np.ndarray:
+    """(N, H, W) uint8 images -> (N, H, W) bool skeletons of their ink (pixels >= INK), or of
+    `rows` of them only.
 
     Read from `stored` when it holds exactly these images' skeletons (the digest it records
-    matches: MNIST's training digits as shipped), else thinned here.
+    matches: MNIST's training digits as shipped), else thinned here. A stored file that
+    cannot be read (damaged, or a Git LFS pointer) is the same as none.
     """
-    if stored.exists():
+    chosen = images if rows is None else images[rows]
+    try:
         with np.load(stored) as archive:
             if str(archive["digest"]) == digest(images):
                 shape = tuple(archive["shape"])
                 bits = np.unpackbits(archive["packed"], count=int(np.prod(shape)))
-                return bits.reshape(shape).astype(bool)
-    return thin(images >= INK)
+                every = bits.reshape(shape).astype(bool)
+                return every if rows is None else every[rows]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        pass
+    return thin(chosen >= INK)
 
 
 def write_train_skeletons(images: np.ndarray, path: Path = STORED) -> None:

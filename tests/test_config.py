@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from mnist_core.config import BOUNDS, TrainConfig
@@ -69,8 +71,12 @@ def test_each_model_has_a_recipe_and_the_cli_starts_from_it():
     assert given.augment and not config_from_args(parse_args(["--model", "fast_cnn",
                                                               "--no-augment"])).augment
     assert config_from_args(parse_args(["--augment"])).augment
-    # --drawing sets the drawing recipe's settings, and what is given still wins.
+    # --drawing sets the drawing recipe's settings, and what is given still wins; with a model
+    # of its own, that model's recipe with the drawing augmentations.
     assert config_from_args(parse_args(["--drawing", "--epochs", "3"])).epochs == 3
+    assert not config_from_args(parse_args(["--drawing", "--no-pen-strokes"])).pen_strokes
+    mlp = config_from_args(parse_args(["--drawing", "--model", "seed_mlp"]))
+    assert mlp == replace(TrainConfig(), augment=True, pen_strokes=True)
     assert config_from_args(parse_args(["--drawing", "--learning-rate", "0.01"])
                             ).learning_rate == 0.01
     drawing = config_from_args(parse_args(["--drawing"]))

@@ -55,11 +55,14 @@ def test_thinning_a_batch_equals_thinning_each_image(mnist):
 
 
 def test_the_shipped_skeletons_are_the_training_digits_thinned(mnist):
-    from mnist_core.skeleton import STORED, train_skeletons
+    from mnist_core.skeleton import STORED, digest, train_skeletons
 
-    assert STORED.exists()
+    with np.load(STORED) as archive:  # made of exactly these images: trainings read them
+        assert str(archive["digest"]) == digest(mnist.x_train)
     stored = train_skeletons(mnist.x_train)
     np.testing.assert_array_equal(stored, thin(mnist.x_train >= 128))
+    rows = np.array([5, 59999, 7])
+    np.testing.assert_array_equal(train_skeletons(mnist.x_train, rows), stored[rows])
 
 
 def test_stored_skeletons_are_read_only_for_the_images_they_were_made_from(mnist, tmp_path):
@@ -68,16 +71,19 @@ def test_stored_skeletons_are_read_only_for_the_images_they_were_made_from(mnist
     first, other = mnist.x_train[:50], mnist.x_train[50:100]
     stored = tmp_path / "skeletons.npz"
     write_train_skeletons(first, stored)
-    np.testing.assert_array_equal(train_skeletons(first, stored), thin(first >= 128))
+    np.testing.assert_array_equal(train_skeletons(first, stored=stored), thin(first >= 128))
     # A file recording first's digest over blank skeletons: read for first, as it says...
     blank = tmp_path / "blank.npz"
     np.savez_compressed(blank, digest=np.array(digest(first)), shape=np.array(first.shape),
                         packed=np.packbits(np.zeros(first.shape, bool)))
-    assert not train_skeletons(first, blank).any()
+    assert not train_skeletons(first, stored=blank).any()
     # ... and never for other images (a dataset from MNIST_DATA): those are thinned.
-    np.testing.assert_array_equal(train_skeletons(other, blank), thin(other >= 128))
-    np.testing.assert_array_equal(train_skeletons(other, tmp_path / "none.npz"),
+    np.testing.assert_array_equal(train_skeletons(other, stored=blank), thin(other >= 128))
+    np.testing.assert_array_equal(train_skeletons(other, stored=tmp_path / "none.npz"),
                                   thin(other >= 128))
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes(b"version https://git-lfs.github.com/spec/v1\n")  # an LFS pointer
+    np.testing.assert_array_equal(train_skeletons(first, stored=damaged), thin(first >= 128))
 
 
 def test_a_ring_thins_to_one_closed_stroke_with_its_hole():

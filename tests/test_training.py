@@ -407,11 +407,10 @@ def test_pen_strokes_redraw_half_the_batch_along_each_digit_s_skeleton(mnist):
     redrawn = ~np.isclose(out, x).all(axis=1)
     assert 0.4 < redrawn.mean() < 0.6  # about half of the batch
     # A redrawn digit covers its skeleton and stays within one pen width of it: inside the
-    # skeleton dilated by the widest pen, a 4x4 square (TensorFlow's "SAME" window: one
-    # pixel before, two after).
+    # skeleton dilated by the widest pen, a 3x3 square.
     assert (out[redrawn][skeleton[redrawn] == 1] > 0.99).all()
-    lines = np.pad(skeleton[redrawn].reshape(-1, 28, 28), ((0, 0), (1, 2), (1, 2)))
-    widest = np.lib.stride_tricks.sliding_window_view(lines, (4, 4), axis=(1, 2)).max(axis=(3, 4))
+    lines = np.pad(skeleton[redrawn].reshape(-1, 28, 28), ((0, 0), (1, 1), (1, 1)))
+    widest = np.lib.stride_tricks.sliding_window_view(lines, (3, 3), axis=(1, 2)).max(axis=(3, 4))
     assert (out[redrawn][widest.reshape(-1, 784) == 0] == 0).all()
     inked = (out[redrawn] > 0).sum(axis=1)
     assert inked.mean() > 1.5 * skeleton[redrawn].sum(axis=1).mean()  # wider than the line
@@ -452,6 +451,9 @@ def test_the_fused_adam_updates_weights_as_keras_adam_does():
         for step in gradients:
             apply([tf.constant(g) for g in step])
         results.append([w.numpy() for w in weights])
+        kernels = {op.type for op in apply.get_concrete_function(
+            [tf.constant(g) for g in gradients[0]]).graph.get_operations()}
+        assert ("ResourceApplyAdam" in kernels) == (optimizer is fused)
     for mine, theirs, first in zip(*results, start, strict=True):
         assert np.abs(mine - first).max() > 1e-3  # the weights moved...
         np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-6)  # ... the same way

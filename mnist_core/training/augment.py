@@ -12,7 +12,7 @@ from mnist_core.skeleton import thin
 
 AFFINE = (0.2, 0.1, 0.1, 0.2, 1.0)  # ± rotation (rad), scale, squeeze, slant; shift (px)
 PEN_SHARE = 0.5  # of each batch redrawn along its skeleton
-PEN_WIDTHS = (1.0, 3.0)  # px at 28x28, blended between square pens 1-4 px wide
+PEN_WIDTHS = (1.0, 3.0)  # px at 28x28, blended between square pens 1-3 px wide
 
 
 def skeletons(x: np.ndarray) -> np.ndarray:
@@ -22,7 +22,7 @@ def skeletons(x: np.ndarray) -> np.ndarray:
 
 def pen_strokes(seed: int, share: float = PEN_SHARE,
                 widths: tuple[float, float] = PEN_WIDTHS):
-    """Redraw `share` of each batch with a square pen 1-4 px wide along each digit's
+    """Redraw `share` of each batch with a square pen 1-3 px wide along each digit's
     skeleton: the constant-width strokes of a mouse, which MNIST's pens on paper are not.
     fn(x, skeleton) -> x, both (B, 784) float32."""
     def redraw(x, skeleton):
@@ -38,11 +38,12 @@ def pen_strokes(seed: int, share: float = PEN_SHARE,
         # A k x k pen is a k x k max filter. With the images as the channels of one image,
         # TensorFlow's pooling runs 3x faster than on many one-channel images.
         as_channels = tf.transpose(s, [3, 1, 2, 0])
+        sizes = range(2, int(np.ceil(widths[1])) + 1)  # 2x2, 3x3: the widths' pens
         pens = tf.stack([s] + [tf.transpose(tf.nn.max_pool2d(as_channels, k, 1, "SAME"),
-                                            [3, 1, 2, 0]) for k in (2, 3, 4)], axis=0)
+                                            [3, 1, 2, 0]) for k in sizes], axis=0)
         width = tf.random.uniform((batch,), widths[0], widths[1], seed=seed)
         low = tf.cast(tf.floor(width), tf.int32) - 1
-        high = tf.minimum(low + 1, 3)
+        high = tf.minimum(low + 1, len(sizes))
         blend = tf.reshape(width - tf.floor(width), (-1, 1, 1, 1))
         rows = tf.range(batch)
         thinner = tf.gather_nd(pens, tf.stack([low, rows], axis=1))

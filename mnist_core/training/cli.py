@@ -18,8 +18,10 @@ from mnist_core.runs.store import ActionRefused, ModelStore
 from mnist_core.training.supervisor import JobRefused, StartFailed, Trainer
 
 BAR_WIDTH = 30
-# What --drawing takes from TrainConfig.for_drawing() unless given on the command line.
+# What --drawing takes from TrainConfig.for_drawing() unless given on the command line; with
+# a --model of its own, only the augmentations (the rest is that model's recipe).
 DRAWING_SETTINGS = ("model", "epochs", "learning_rate", "augment", "pen_strokes")
+DRAWING_AUGMENTATIONS = ("augment", "pen_strokes")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="train on the images as they are")
     parser.add_argument("--pen-strokes", action="store_true", default=None,
                         help="redraw half of each batch with a pen along each digit's skeleton")
+    parser.add_argument("--no-pen-strokes", dest="pen_strokes", action="store_false",
+                        help="train without the pen strokes (--drawing has them)")
     parser.add_argument("--notebook", action="store_true",
                         help="the notebook's own settings: batch 32, RMSprop 0.001, float32")
     parser.add_argument("--drawing", action="store_true",
@@ -78,7 +82,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values = TrainConfig.recipe(args.model or TrainConfig().model).to_dict()
     if args.drawing:
         drawing = TrainConfig.for_drawing().to_dict()
-        values.update({k: drawing[k] for k in DRAWING_SETTINGS})
+        taken = DRAWING_AUGMENTATIONS if args.model else DRAWING_SETTINGS
+        values.update({k: drawing[k] for k in taken})
     values.update({**given, "origin": "cli"})
     if args.notebook:
         notebook = TrainConfig.notebook().to_dict()

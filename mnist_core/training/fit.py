@@ -208,7 +208,7 @@ def prepare_data(config: TrainConfig) -> TrainingData:
     keep = np.sort(order[: config.train_size])
     x_skeletons = None
     if config.pen_strokes:
-        x_skeletons = flatten(train_skeletons(data.x_train)[keep]).astype(np.float32)
+        x_skeletons = flatten(train_skeletons(data.x_train, keep)).astype(np.float32)
     return TrainingData(
         x_train=normalize(flatten(data.x_train[keep])),
         y_train=categorize(data.y_train[keep]),
