@@ -8,7 +8,6 @@ benchmark traces skeletons into mouse strokes (tests/strokes.py).
 from __future__ import annotations
 
 import hashlib
-import os
 import zipfile
 from pathlib import Path
 
@@ -98,12 +97,12 @@ def train_skeletons(images: np.ndarray, rows: np.ndarray | None = None,
 
 def write_train_skeletons(images: np.ndarray, path: Path = STORED) -> None:
     """Thin `images` and store their skeletons, packed 8 pixels a byte, with their digest."""
+    from mnist_core.inside.files import write_npz_atomically
+
     skeletons = thin(images >= INK)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    np.savez_compressed(temporary, digest=np.array(digest(images)),
-                        shape=np.array(skeletons.shape), packed=np.packbits(skeletons))
-    os.replace(temporary, path)
+    write_npz_atomically(path, {"digest": np.array(digest(images)),
+                                "shape": np.array(skeletons.shape),
+                                "packed": np.packbits(skeletons)}, compressed=True)
 
 
 if __name__ == "__main__":

@@ -41,13 +41,14 @@ def read_npz(path: Path, max_bytes: int) -> dict[str, np.ndarray]:
         raise InsideError(f"{path.name}: not a readable npz file ({exc})") from None
 
 
-def write_npz_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def write_npz_atomically(path: Path, arrays: dict[str, np.ndarray],
+                         compressed: bool = False) -> None:
     """Write under a temporary name, then rename: a reader sees the whole file or none."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+            (np.savez_compressed if compressed else np.savez)(f, **arrays)
         platform_os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -43,4 +43,3 @@ class FusedAdam(keras.optimizers.Adam):
             lr=constant(learning_rate), beta1=constant(self.beta_1),
             beta2=constant(self.beta_2), epsilon=constant(self.epsilon),
             grad=constant(gradient), use_locking=False)
-        return None
