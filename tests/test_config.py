@@ -40,9 +40,10 @@ def test_bounds_themselves_are_accepted(field):
 
 def test_defaults_are_the_fast_seed_mlp_and_notebook_is_the_notebook():
     config = TrainConfig()
-    assert (config.model, config.epochs, config.batch_size) == ("seed_mlp", 5, 512)
+    assert (config.model, config.epochs, config.batch_size) == ("seed_mlp", 4, 512)
     notebook = TrainConfig.notebook()
-    assert (notebook.batch_size, notebook.optimizer, notebook.learning_rate) == (32, "rmsprop", 1e-3)
+    assert (notebook.epochs, notebook.batch_size, notebook.optimizer,
+            notebook.learning_rate) == (5, 32, "rmsprop", 1e-3)
     assert not notebook.lr_schedule
 
 

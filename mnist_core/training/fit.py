@@ -43,6 +43,7 @@ from mnist_core.runs.record import (
 from mnist_core.skeleton import train_skeletons
 from mnist_core.training.augment import affine, pen_strokes, skeletons
 from mnist_core.training.fused_adam import FusedAdam
+from mnist_core.training.fused_batch_norm import FusedBatchNormalization
 from mnist_core.training.live_metrics import LiveMetrics
 from mnist_core.training.lowest_priority import threads_asked
 from mnist_core.training.snapshots import FeatureSnapshots, export_weights, sample_indices
@@ -132,9 +133,13 @@ def resolve_precision(config: TrainConfig, device_kind: str) -> str:
     return "mixed_bfloat16" if device_kind == "CPU" and cpu_has_bf16() else "float32"
 
 
-def build_model(model_name: str, dtype_policy: str = "float32") -> keras.Sequential:
-    """The `keras.Sequential` of `mnist_core.models` for this model name."""
-    layers = [getattr(keras.layers, layer.kind)(**layer.kwargs, dtype=dtype_policy)
+def build_model(model_name: str, dtype_policy: str = "float32",
+                fused: bool = False) -> keras.Sequential:
+    """The `keras.Sequential` of `mnist_core.models` for this model name. `fused`: for
+    training, its batch normalisations trained by one fused kernel (the same layer)."""
+    classes = {"BatchNormalization": FusedBatchNormalization} if fused else {}
+    layers = [classes.get(layer.kind, getattr(keras.layers, layer.kind))(
+                  **layer.kwargs, dtype=dtype_policy)
               for layer in layers_of(model_name)]
     if dtype_policy != "float32":
         # Softmax in float32: bfloat16 probabilities are too coarse for a stable loss.
@@ -328,7 +333,7 @@ def train(run_dir: Path) -> RunRecord | None:
         strategy=type(devices.strategy).__name__, precision=precision,
         steps_per_epoch=config.steps_per_epoch(), t=time.time()))
     with devices.strategy.scope():
-        model = build_model(config.model, precision)
+        model = build_model(config.model, precision, fused=True)
         if fine_tune is not None:
             model.set_weights(fine_tune.weights)
         model.compile(optimizer=build_optimizer(config), loss="categorical_crossentropy",
