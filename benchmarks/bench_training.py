@@ -124,9 +124,11 @@ def fast_cnn_against_keras_cnn(precision: str, repeats: int) -> None:
         # The accuracy both reached (the keras-io CNN may end below the fast CNN).
         target = min(fast.accuracy, keras_cnn.accuracy)
         fast_to, keras_to = fast.seconds_to(target), keras_cnn.seconds_to(target)
+        reached = fast.seconds_to(0.993)
         print(f"[{repeat + 1}] fast_cnn (recipe, {fast.record.precision}): fit "
               f"{fast.record.fit_seconds:6.1f} s  val_accuracy {fast.accuracy:.4f}  99.3% at "
-              f"{fast.seconds_to(0.993) or '-'} s  {target:.4f} at {fast_to:.1f} s", flush=True)
+              f"{f'{reached:.1f} s' if reached else '-'}  {target:.4f} at {fast_to:.1f} s",
+              flush=True)
         print(f"[{repeat + 1}] keras-io cnn (batch 128, 15 epochs): fit "
               f"{keras_cnn.record.fit_seconds:6.1f} s  val_accuracy {keras_cnn.accuracy:.4f}  "
               f"{target:.4f} at {keras_to:.1f} s   {load()}", flush=True)

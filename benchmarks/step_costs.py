@@ -138,7 +138,7 @@ def report(name: str, precision: str) -> None:
     keras.utils.set_random_seed(0)
     x = data.x_train[: config.batch_size]
     y = data.y_train[: config.batch_size]
-    model = fit.build_model(name, precision)
+    model = fit.build_model(name, precision, fused=True)  # as the worker trains it
     model.build((None, x.shape[1]))
     rows = layer_rows(model, x)
     update = optimizer_ms(model, config)

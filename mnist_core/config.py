@@ -108,8 +108,8 @@ class TrainConfig:
         """The fast CNN's recipe, the Train page's CNN for a live demo: the app's training
         (batch 512, Adam, warm-up + cosine) for 4 epochs at a peak learning rate of 0.005,
         which its batch normalisation keeps stable, with the mild affine augmentation.
-        Measured in benchmarks/RESULTS.md ("A CNN in 20 seconds"): 99.33% mean of 3 seeds
-        in 21-24 s of float32 fit on 2 cores (5 epochs: 99.38% in ~27 s)."""
+        Measured in benchmarks/RESULTS.md ("A CNN in 20 seconds"): 99.30% mean of 3 seeds
+        in 15-20 s of float32 fit on 2 cores."""
         return cls(model="fast_cnn", epochs=FAST_CNN_EPOCHS,
                    learning_rate=FAST_CNN_LEARNING_RATE, augment=True,
                    origin=origin)
@@ -126,8 +126,8 @@ class TrainConfig:
         """The model for drawing (Draw's "Train the default model"): the fast CNN's recipe on
         digits that vary as drawings do (mildly turned, scaled, slanted and shifted, half of
         each batch redrawn with a pen). Measured in benchmarks/RESULTS.md ("A CNN in 20
-        seconds"): 98.0% of 3000 drawn digits (mean of 3 seeds), against 97.1% for the
-        notebook's network trained the same way for 8 epochs."""
+        seconds"): 98.0% of 3000 drawn digits (mean of 3 seeds) in ~19 s of fit, against
+        97.1% for the notebook's network trained the same way for 8 epochs."""
         return replace(cls.fast_cnn(origin), pen_strokes=True)
 
     def to_dict(self) -> dict:

@@ -54,7 +54,7 @@ ARCHITECTURES: dict[str, list[Layer]] = {
         Layer("Dropout", {"rate": 0.5}),
         Layer("Dense", {"units": NUM_CLASSES, "activation": "softmax"}),
     ],
-    # The CNN for a live demo: ~99.3% in 4 epochs, a fit of about 20 s on 2 CPU cores
+    # The CNN for a live demo: ~99.3% in 4 epochs, a fit of 15-20 s on 2 CPU cores
     # (benchmarks/RESULTS.md, "A CNN in 20 seconds"). Narrow convolutions (16, 32,
     # 64), each followed by batch normalisation so that a large learning rate stays stable;
     # pooling before the normalisation, on a quarter of the values (half the time of

@@ -22,7 +22,8 @@ MAX_PAGE_LINES = 150
 CORE_FILES = sorted((REPO / "mnist_core").rglob("*.py"))
 # The only modules that may import TensorFlow / Keras: they run in the worker process.
 WORKER_SIDE = {REPO / "mnist_core/training" / name for name in (
-    "fit.py", "snapshots.py", "augment.py", "live_metrics.py", "fused_adam.py")}
+    "fit.py", "snapshots.py", "augment.py", "live_metrics.py", "fused_adam.py",
+    "fused_batch_norm.py")}
 TENSORFLOW = {"tensorflow", "keras", "tf2onnx"}
 PRODUCT_FILES = [*SERVER_FILES, *CORE_FILES]
 MAX_MODULE_LINES = 400

@@ -122,6 +122,7 @@ def test_train_shows_results_of_a_finished_run(with_trained_model, trained_run):
 def test_train_notebook_button_sets_the_notebook_settings(models_dir):
     app = run_page("pages/2_Train.py")
     app.button[0].click().run()
+    assert app.slider(key="train_epochs").value == 5  # the app's own default is 4
     assert app.select_slider(key="train_batch_size").value == 32
     assert app.selectbox(key="train_optimizer").value == "rmsprop"
     code = app.expander[0].code[0].value if app.expander[0].code else ""

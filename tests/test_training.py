@@ -152,13 +152,26 @@ def test_a_worker_that_cannot_start_leaves_no_run_and_no_lease(tmp_path, monkeyp
     assert trainer.snapshot().state == "idle"
 
 
-def test_two_logical_devices_train_mirrored(tmp_path):
+@pytest.mark.parametrize("config", [
+    TrainConfig(epochs=1, train_size=10000, batch_size=256),
+    # Its fused batch normalisations keep their moving statistics on each device's half.
+    replace(TrainConfig.fast_cnn(), epochs=1, train_size=6000, batch_size=128),
+], ids=["seed_mlp", "fast_cnn"])
+def test_two_logical_devices_train_mirrored(tmp_path, config):
+    import keras
+
+    from mnist_core.training.fit import load_keras_model
+
     trainer = Trainer(tmp_path, env={"MNIST_LOGICAL_CPUS": "2"})
-    trainer.start(TrainConfig(epochs=1, train_size=10000, batch_size=256))
+    run_id = trainer.start(config).run_id
     snap = trainer.wait(timeout=300)
     assert snap.state == "finished", snap.error
     assert snap.strategy == "MirroredStrategy" and "2 logical devices" in snap.device
     assert snap.val_accuracy > 0.85
+    model = load_keras_model(ModelStore(tmp_path).get(run_id).keras_path)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            assert np.abs(layer.moving_mean.numpy()).max() > 1e-3
 
 
 @pytest.mark.skipif(len(launch.usable_cores()) < 2, reason="needs two cores to leave one")
