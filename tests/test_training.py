@@ -517,6 +517,10 @@ def test_the_fused_batch_norm_trains_as_keras_batch_norm_does(mnist):
         assert fused_error <= 4 * keras_error + 1e-6 * np.abs(exact).max()
     moving_mean, moving_variance = results[0][-2:]
     assert np.abs(moving_mean).max() > 1e-3 and np.abs(moving_variance - 1).max() > 1e-3
+    # What the kernel does not cover (here a flat input, not an image's channels) is Keras's.
+    flat = x.reshape(512, -1)[:, :64]
+    mine, theirs = FusedBatchNormalization(), keras.layers.BatchNormalization()
+    np.testing.assert_array_equal(mine(flat, training=True), theirs(flat, training=True))
 
 
 @pytest.mark.unit

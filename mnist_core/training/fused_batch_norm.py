@@ -2,20 +2,23 @@
 
 Keras 3 normalises a batch as separate operations (the batch's mean and variance, then
 `(x - mean) / sqrt(variance + epsilon) * gamma + beta`), each a pass over the activations in
-memory, and their gradients as as many again: in the fast CNN, the batch normalisation of
+memory, and their gradients as many again: in the fast CNN, the batch normalisation of
 its first block alone was 15% of a training step on a CPU (benchmarks/RESULTS.md, "Four
 epochs, and where the time goes"). `FusedBatchNormV3` computes the same normalisation, and
 its gradient, in one pass each, about 2x faster here. The moving mean and variance are
 updated as Keras updates them (with the batch's variance, not the kernel's
 Bessel-corrected one), so the layer is `keras.layers.BatchNormalization` as the Train page
 shows it. Inference, and whatever the fused kernel does not cover (a mask, renormalisation,
-synchronised statistics, another axis than the channels of an image), runs Keras's own code.
+synchronised statistics, another axis than the channels of an image, an epsilon below the
+kernel's 1.001e-5), runs Keras's own code.
 """
 
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+MIN_EPSILON = 1.001e-5  # the kernel raises a smaller epsilon to this one
 
 
 class FusedBatchNormalization(keras.layers.BatchNormalization):
@@ -24,7 +27,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable and mask is None and not self.renorm
                 and not self.synchronized and len(inputs.shape) == 4
-                and self.axis in (-1, 3)):
+                and self.axis in (-1, 3) and self.epsilon >= MIN_EPSILON):
             return super().call(inputs, training=training, mask=mask)
         # As Keras does: the statistics in float32 whatever the layer's compute dtype.
         inputs = tf.cast(inputs, "float32")
