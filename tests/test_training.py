@@ -496,8 +496,10 @@ def test_the_fused_batch_norm_trains_as_keras_batch_norm_does(mnist):
         norm.gamma.assign(np.linspace(0.5, 1.5, 16))
         norm.beta.assign(np.linspace(-1, 1, 16))
 
+        upstream_tensor = tf.constant(upstream, dtype)
+
         @tf.function
-        def step(x, norm=norm, upstream=tf.constant(upstream, dtype)):
+        def step(x, norm=norm, upstream=upstream_tensor):
             with tf.GradientTape() as tape:
                 tape.watch(x)
                 y = norm(x, training=True)
