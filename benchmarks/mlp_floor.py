@@ -6,7 +6,7 @@ In one process, at the worker's priority: the app's default fit (`TrainConfig()`
 worker's pipeline, validation after every epoch) timed per epoch, then the floor: the same
 model's compiled training step run on one fixed batch in a loop (no input pipeline, no
 callbacks, no validation), and the validation pass alone. Prints wall and CPU seconds, the
-step's GFLOP/s, and what 5 epochs cost at the floor, so the gap between the fit and its floor
+step's GFLOP/s, and what the recipe's epochs cost at the floor, so the gap between the fit and its floor
 shows; the load average is printed with each figure.
 """
 

@@ -61,7 +61,10 @@ def test_each_model_has_a_recipe_and_the_cli_starts_from_it():
     from mnist_core.training.cli import config_from_args, parse_args
 
     assert TrainConfig.recipe("seed_mlp") == TrainConfig()
-    assert TrainConfig.recipe("cnn") == TrainConfig(model="cnn")
+    assert TrainConfig.recipe("cnn") == TrainConfig(model="cnn", epochs=5, learning_rate=0.002)
+    keras_cnn = config_from_args(parse_args(["--model", "cnn", "--epochs", "15",
+                                             "--batch-size", "128"]))  # the README's command
+    assert (keras_cnn.epochs, keras_cnn.batch_size, keras_cnn.learning_rate) == (15, 128, 0.002)
     fast = TrainConfig.recipe("fast_cnn", origin="train_page")
     assert (fast.model, fast.learning_rate, fast.origin) == ("fast_cnn", 0.005, "train_page")
     assert config_from_args(parse_args([])) == TrainConfig()
@@ -80,6 +83,11 @@ def test_each_model_has_a_recipe_and_the_cli_starts_from_it():
     assert mlp == replace(TrainConfig(), augment=True, pen_strokes=True)
     assert config_from_args(parse_args(["--drawing", "--learning-rate", "0.01"])
                             ).learning_rate == 0.01
+    # --notebook is the notebook's fit, 5 epochs of it; what is given still wins.
+    assert config_from_args(parse_args(["--notebook"])) == TrainConfig.notebook()
+    given = config_from_args(parse_args(["--notebook", "--epochs", "2", "--precision", "auto"]))
+    assert (given.epochs, given.precision, given.batch_size) == (2, "auto", 32)
+    assert not config_from_args(parse_args(["--no-validation"])).validation
     drawing = config_from_args(parse_args(["--drawing"]))
     expected = TrainConfig.for_drawing()
     assert (drawing.model, drawing.epochs, drawing.learning_rate, drawing.augment,

@@ -22,6 +22,8 @@ BAR_WIDTH = 30
 # a --model of its own, only the augmentations (the rest is that model's recipe).
 DRAWING_SETTINGS = ("model", "epochs", "learning_rate", "augment", "pen_strokes")
 DRAWING_AUGMENTATIONS = ("augment", "pen_strokes")
+NOTEBOOK_SETTINGS = ("epochs", "batch_size", "optimizer", "learning_rate", "lr_schedule",
+                     "precision")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,15 +44,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"default {defaults.model} ({TrainConfig.for_drawing().model} with --drawing)")
     bounded("epochs", int, "passes over the training images")
     bounded("batch_size", int, "images per training step")
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+                        help=f"default {defaults.optimizer}")
     bounded("learning_rate", float, "peak learning rate")
     parser.add_argument("--no-lr-schedule", dest="lr_schedule", action="store_false",
-                        help="constant learning rate instead of warm-up + cosine decay")
+                        default=None, help="constant learning rate instead of warm-up + cosine decay")
     parser.add_argument("--no-validation", dest="validation", action="store_false",
-                        help="skip evaluating on x_valid after each epoch")
+                        default=None, help="skip evaluating on x_valid after each epoch")
     bounded("train_size", int, "how many training images to use")
     bounded("seed", int, "random seed")
-    parser.add_argument("--precision", choices=PRECISIONS, default=defaults.precision)
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help=f"default {defaults.precision}: bfloat16 where the CPU has it")
     parser.add_argument("--augment", action="store_true", default=None,
                         help="a mild random rotation, scale, slant and shift of every image "
                              "(fast_cnn's recipe has it)")
@@ -61,7 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-pen-strokes", dest="pen_strokes", action="store_false",
                         help="train without the pen strokes (--drawing has them)")
     parser.add_argument("--notebook", action="store_true",
-                        help="the notebook's own settings: batch 32, RMSprop 0.001, float32")
+                        help="the notebook's own settings: 5 epochs of batch 32, RMSprop "
+                             "0.001, float32 (options given with it still win)")
     parser.add_argument("--drawing", action="store_true",
                         help="the model for drawing (Draw's 'Train the default model'): "
                              "the fast_cnn recipe with --augment and --pen-strokes")
@@ -80,15 +85,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = {k: v for k, v in vars(args).items() if v is not None
              and k not in ("notebook", "drawing", "models_dir", "stop", "choose")}
     values = TrainConfig.recipe(args.model or TrainConfig().model).to_dict()
+    if args.notebook:
+        notebook = TrainConfig.notebook().to_dict()
+        values.update({k: notebook[k] for k in NOTEBOOK_SETTINGS})
     if args.drawing:
         drawing = TrainConfig.for_drawing().to_dict()
         taken = DRAWING_AUGMENTATIONS if args.model else DRAWING_SETTINGS
         values.update({k: drawing[k] for k in taken})
     values.update({**given, "origin": "cli"})
-    if args.notebook:
-        notebook = TrainConfig.notebook().to_dict()
-        values.update({k: notebook[k] for k in
-                       ("batch_size", "optimizer", "learning_rate", "lr_schedule", "precision")})
     return TrainConfig(**values)
 
 

@@ -10,7 +10,7 @@ updated as Keras updates them (with the batch's variance, not the kernel's
 Bessel-corrected one), so the layer is `keras.layers.BatchNormalization` as the Train page
 shows it. Inference, and whatever the fused kernel does not cover (a mask, renormalisation,
 synchronised statistics, another axis than the channels of an image, an epsilon below the
-kernel's 1.001e-5), runs Keras's own code.
+kernel's 1.001e-5, float64 weights), runs Keras's own code.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable and mask is None and not self.renorm
                 and not self.synchronized and len(inputs.shape) == 4
-                and self.axis in (-1, 3) and self.epsilon >= MIN_EPSILON):
+                and self.axis in (-1, 3) and self.epsilon >= MIN_EPSILON
+                and self.dtype == "float32"):
             return super().call(inputs, training=training, mask=mask)
         # As Keras does: the statistics in float32 whatever the layer's compute dtype.
         inputs = tf.cast(inputs, "float32")
