@@ -50,7 +50,7 @@ def settings_panel() -> TrainConfig:
         if name not in NOT_SETTINGS:
             st.session_state.setdefault(f"train_{name}", value)
     st.subheader("Settings")
-    st.button("Use the notebook's settings (5 epochs, batch 32, RMSprop)",
+    st.button("Notebook settings (5 epochs, batch 32, RMSprop)",
               on_click=use_notebook_settings,
               help="The workshop notebook's exact fit: slower, same network")
     model = st.selectbox("Model", MODELS, key="train_model", format_func=MODEL_LABELS.get,

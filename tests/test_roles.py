@@ -95,7 +95,7 @@ def assert_clean(page):
 # Per page: controls only the teacher has, and something everyone sees.
 PAGES = {
     "": (["Presenter view: the QR code full screen"], "Dataset"),
-    "Train": (["Start training", "Stop", "Use the notebook's settings (5 epochs, batch 32, RMSprop)"],
+    "Train": (["Start training", "Stop", "Notebook settings (5 epochs, batch 32, RMSprop)"],
               "Live training"),
     "Draw": ([], "Pen and comparison"),
     "Class_drawings": (["Prepare mnist.npz", "Fine-tune", "Delete all drawings"],
