@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 
 MODELS = ("seed_mlp", "cnn", "fast_cnn")
-MODEL_LABELS = {
-    "seed_mlp": "Seed MLP (the notebook's network)",
-    "cnn": "CNN (Keras MNIST convnet)",
-    "fast_cnn": "Fast CNN (batch norm: ~99.3% in 4 epochs)",
+MODEL_NAMES = {"seed_mlp": "Seed MLP", "cnn": "CNN", "fast_cnn": "Fast CNN"}
+MODEL_LABELS = {  # the Train page's choices: each name with what it is
+    "seed_mlp": f"{MODEL_NAMES['seed_mlp']} (the notebook's network)",
+    "cnn": f"{MODEL_NAMES['cnn']} (Keras MNIST convnet)",
+    "fast_cnn": f"{MODEL_NAMES['fast_cnn']} (batch norm: ~99.3% in 4 epochs)",
 }
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 # "auto": bfloat16 mixed precision on CPUs with native bfloat16 (about 1.5x faster here),

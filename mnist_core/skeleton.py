@@ -82,7 +82,6 @@ def train_skeletons(images: np.ndarray, rows: np.ndarray | None = None,
     matches: MNIST's training digits as shipped), else thinned here. A stored file that
     cannot be read (damaged, or a Git LFS pointer) is the same as none.
     """
-    chosen = images if rows is None else images[rows]
     try:
         with np.load(stored) as archive:
             if str(archive["digest"]) == digest(images):
@@ -92,7 +91,7 @@ def train_skeletons(images: np.ndarray, rows: np.ndarray | None = None,
                 return every if rows is None else every[rows]
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         pass
-    return thin(chosen >= INK)
+    return thin((images if rows is None else images[rows]) >= INK)
 
 
 def write_train_skeletons(images: np.ndarray, path: Path = STORED) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import streamlit as st
 
 from mnist_core import plots
-from mnist_core.config import MODEL_LABELS, TrainConfig
+from mnist_core.config import MODEL_NAMES, TrainConfig
 from mnist_core.data import flatten, normalize
 from mnist_core.drawings import (
     DrawingCollectionPaused,
@@ -60,8 +60,7 @@ def train_the_default_model() -> None:
         st.button("Refresh")
         return
     config = TrainConfig.for_drawing(origin="draw_page")
-    name = MODEL_LABELS[config.model].split(" (")[0]  # "Fast CNN", without its summary
-    st.markdown(f"Train the model made for drawings now: the {name}, "
+    st.markdown(f"Train the model made for drawings now: the {MODEL_NAMES[config.model]}, "
                 f"{config.epochs} epochs on digits varied and redrawn with a pen, as people "
                 "draw. About 20 seconds on a laptop's CPU, a few seconds on a GPU.")
     if st.button("Train the default model", type="primary") and ui.start_training(config):
